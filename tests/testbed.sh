@@ -24,7 +24,6 @@ DOMAIN="testbed.example"
 MX_HOST="mx.testbed.example"
 USERS=(qa1 qa2 qa3)
 THROTTLED_IP="127.0.0.3"
-THROTTLE_REPLY="451 4.7.500 Server busy. Please try again later from [${THROTTLED_IP}]. (AS761)"
 IMAP_PASSWORD="${MH_TESTBED_IMAP_PASSWORD:-testbed-secret}"
 # Owner of the Maildirs, shared by Postfix's virtual(8) agent and Dovecot. Numeric on purpose: no
 # passwd entry is needed, and it must not be Dovecot's internal user.
@@ -399,7 +398,16 @@ prepare_maildirs() {
     done
     chown -R "${MAIL_UID}:${MAIL_GID}" "${MAIL_ROOT}"
     chmod -R u+rwX,go-rwx "${MAIL_ROOT}"
-    # Let the (root) test runner read; the directories themselves stay owned by the mail uid.
+}
+
+# One `export NAME=value` line; values are written verbatim when they need no shell quoting, so
+# the file is easy to parse by programs as well as to source.
+env_line() {
+    if [[ "$2" =~ ^[A-Za-z0-9@%+=:,./_-]*$ ]]; then
+        printf 'export %s=%s\n' "$1" "$2"
+    else
+        printf 'export %s=%q\n' "$1" "$2"
+    fi
 }
 
 write_env() {
@@ -409,25 +417,25 @@ write_env() {
         mailboxes+="${mailboxes:+,}${user}@${DOMAIN}"
     done
     {
-        printf 'export MH_TESTBED_DIR=%q\n' "${STATE}"
-        printf 'export MH_TESTBED_DOMAIN=%q\n' "${DOMAIN}"
-        printf 'export MH_TESTBED_MAILBOXES=%q\n' "${mailboxes}"
-        printf 'export MH_TESTBED_SMTP_HOST=127.0.0.1\n'
-        printf 'export MH_TESTBED_SMTP_PORT=%q\n' "${smtp_port}"
-        printf 'export MH_TESTBED_TLS_CA=%q\n' "${TLS_CERT}"
-        printf 'export MH_TESTBED_TLS_NAME=%q\n' "${MX_HOST}"
-        printf 'export MH_TESTBED_THROTTLED_IP=%q\n' "${THROTTLED_IP}"
-        printf 'export MH_TESTBED_ACCESS_TABLE=%q\n' "${ACCESS_TABLE}"
-        printf 'export MH_TESTBED_MAILDIR_ROOT=%q\n' "${MAIL_ROOT}/${DOMAIN}"
-        printf 'export MH_TESTBED_IMAP_HOST=127.0.0.1\n'
-        printf 'export MH_TESTBED_IMAP_PORT=%q\n' "${imap_port}"
-        printf 'export MH_TESTBED_IMAPS_PORT=%q\n' "${imaps_port}"
-        printf 'export MH_TESTBED_IMAP_PASSWORD=%q\n' "${IMAP_PASSWORD}"
-        printf 'export MH_TESTBED_DNS_HOST=127.0.0.1\n'
-        printf 'export MH_TESTBED_DNS_PORT=%q\n' "${dns_port}"
-        printf 'export MH_TESTBED_MX_HOST=%q\n' "${MX_HOST}"
-        printf 'export MH_TESTBED_POSTFIX_CONFIG=%q\n' "${PF_CONF}"
-        printf 'export MH_TESTBED_DOVECOT_CONFIG=%q\n' "${DC_CONF}"
+        env_line MH_TESTBED_DIR "${STATE}"
+        env_line MH_TESTBED_DOMAIN "${DOMAIN}"
+        env_line MH_TESTBED_MAILBOXES "${mailboxes}"
+        env_line MH_TESTBED_SMTP_HOST 127.0.0.1
+        env_line MH_TESTBED_SMTP_PORT "${smtp_port}"
+        env_line MH_TESTBED_TLS_CA "${TLS_CERT}"
+        env_line MH_TESTBED_TLS_NAME "${MX_HOST}"
+        env_line MH_TESTBED_THROTTLED_IP "${THROTTLED_IP}"
+        env_line MH_TESTBED_ACCESS_TABLE "${ACCESS_TABLE}"
+        env_line MH_TESTBED_MAILDIR_ROOT "${MAIL_ROOT}/${DOMAIN}"
+        env_line MH_TESTBED_IMAP_HOST 127.0.0.1
+        env_line MH_TESTBED_IMAP_PORT "${imap_port}"
+        env_line MH_TESTBED_IMAPS_PORT "${imaps_port}"
+        env_line MH_TESTBED_IMAP_PASSWORD "${IMAP_PASSWORD}"
+        env_line MH_TESTBED_DNS_HOST 127.0.0.1
+        env_line MH_TESTBED_DNS_PORT "${dns_port}"
+        env_line MH_TESTBED_MX_HOST "${MX_HOST}"
+        env_line MH_TESTBED_POSTFIX_CONFIG "${PF_CONF}"
+        env_line MH_TESTBED_DOVECOT_CONFIG "${DC_CONF}"
     } >"${ENV_FILE}.tmp"
     mv -f "${ENV_FILE}.tmp" "${ENV_FILE}"
 }
@@ -443,7 +451,7 @@ dovecot_pid() {
     local pid
     [[ -f "${DC_RUN}/master.pid" ]] || return 1
     pid="$(cat "${DC_RUN}/master.pid")"
-    [[ "${pid}" =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null || return 1
+    if ! [[ "${pid}" =~ ^[0-9]+$ ]] || ! kill -0 "${pid}" 2>/dev/null; then return 1; fi
     # Only a dovecot process started with our config counts.
     tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- "${DC_CONF}" || return 1
     printf '%s\n' "${pid}"
@@ -453,7 +461,7 @@ dnsmasq_pid() {
     local pid
     [[ -f "${DNS_PID}" ]] || return 1
     pid="$(cat "${DNS_PID}")"
-    [[ "${pid}" =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null || return 1
+    if ! [[ "${pid}" =~ ^[0-9]+$ ]] || ! kill -0 "${pid}" 2>/dev/null; then return 1; fi
     tr '\0' ' ' <"/proc/${pid}/cmdline" 2>/dev/null | grep -qF -- "${DNS_PID}" || return 1
     printf '%s\n' "${pid}"
 }
@@ -564,7 +572,7 @@ cmd_throttle() {
 cmd_status() {
     local pid any=0
     if postfix_running; then
-        printf 'postfix: running (pid %s), config %s\n' "$(cat "${PF_QUEUE}/pid/master.pid" 2>/dev/null | tr -d ' ')" "${PF_CONF}"
+        printf 'postfix: running (pid %s), config %s\n' "$(tr -d ' ' <"${PF_QUEUE}/pid/master.pid" 2>/dev/null || true)" "${PF_CONF}"
         any=1
     else
         printf 'postfix: stopped\n'
