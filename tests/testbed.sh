@@ -52,7 +52,17 @@ ENV_FILE="${STATE}/env"
 PACKAGES=(postfix dovecot-imapd dnsmasq-base swaks dnsutils curl python3 openssl)
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
-die() { printf 'testbed: error: %s\n' "$*" >&2; exit 1; }
+# Set while `up` runs: a failed start stops what it already started (logs stay in the state dir).
+UP_IN_PROGRESS=0
+die() {
+    printf 'testbed: error: %s\n' "$*" >&2
+    if [[ ${UP_IN_PROGRESS} -eq 1 ]]; then
+        UP_IN_PROGRESS=0
+        log "stopping what was started; logs are kept under ${STATE}"
+        cmd_down || true
+    fi
+    exit 1
+}
 
 usage() {
     sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -512,6 +522,7 @@ cmd_up() {
     # Idempotent: stop whatever a previous `up` left running, then start from a clean state.
     cmd_down
     rm -rf "${MAIL_ROOT}" "${PF_DIR}" "${DC_DIR}" "${DNS_DIR}" "${TLS_DIR}" "${ENV_FILE}"
+    UP_IN_PROGRESS=1
     mkdir -p "${STATE}" "${DNS_DIR}"
     chmod 0755 "${STATE}"
 
@@ -547,6 +558,7 @@ cmd_up() {
     wait_for "dovecot imaps" "${DC_LOG}" tcp_answers "${imaps_port}"
 
     write_env "${smtp_port}" "${imap_port}" "${imaps_port}" "${dns_port}"
+    UP_IN_PROGRESS=0
     log "up; source the environment with: . ${ENV_FILE}"
     printf '%s\n' "${ENV_FILE}"
 }
