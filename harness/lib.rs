@@ -1,0 +1,7 @@
+//! mailharness: an end-to-end delivery test harness for mail into Microsoft 365 tenants.
+//!
+//! Data flows one way: scenario → plan → attempts → observations → analysis → reports.
+
+pub mod record;
+pub mod scenario;
+pub mod sim;
