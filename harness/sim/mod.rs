@@ -1,0 +1,510 @@
+//! The embedded simulated Microsoft 365 tenant.
+//!
+//! An SMTP front end (STARTTLS port and implicit-TLS port) with EOP's replies, IP throttling,
+//! inbound Partner connectors, DBEB and tenant attribution, Maildir delivery with EOP's headers,
+//! a JSONL message trace and a loopback admin API. Behaviour follows
+//! `shared/reference/m365-inbound.md`; the tenant file is documented in `scenarios/SIMULATOR.md`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), mailharness::sim::SimError> {
+//! let dir = std::path::Path::new("/tmp/sim");
+//! let sim = mailharness::sim::start(Default::default(), dir).await?;
+//! println!("SMTP on {}", sim.smtp_addr());
+//! sim.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+pub mod config;
+pub mod delivery;
+pub mod policy;
+pub mod reply;
+pub mod smtp;
+pub mod store;
+pub mod tls;
+pub mod trace;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+pub use config::{ConnectorPatch, ConnectorSpec, TenantConfig};
+pub use delivery::StatsSnapshot;
+pub use policy::{BucketView, ConnectorError, ConnectorState, ConnectorView, Decision, Rule};
+pub use trace::TraceRecord;
+
+use delivery::{QueueMsg, Stats};
+use policy::{Clock, Policy};
+use store::MaildirStore;
+use trace::TraceLog;
+
+/// How long shutdown waits for open SMTP sessions to say goodbye.
+const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors of the simulator.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The tenant file or a setting is invalid.
+    #[error("tenant configuration: {0}")]
+    Config(String),
+    /// A file or socket operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Certificate or TLS setup failed.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// A connector administration request was refused.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// Something that should not happen.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SimError {
+    /// An I/O error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        SimError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// State shared by the listeners, sessions, admin API and delivery worker.
+pub(crate) struct Shared {
+    pub(crate) policy: Policy,
+    pub(crate) fqdn: String,
+    pub(crate) trailer_host: String,
+    pub(crate) auth_source: String,
+    pub(crate) max_size: usize,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) trace: Arc<TraceLog>,
+    pub(crate) queue: mpsc::Sender<QueueMsg>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) session_base: u32,
+    pub(crate) session_seq: AtomicU64,
+    pub(crate) internal_base: u64,
+    pub(crate) internal_seq: AtomicU64,
+}
+
+/// A running simulator. Drop it or call [`SimHandle::shutdown`] to stop it.
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    smtp_addr: SocketAddr,
+    smtps_addr: Option<SocketAddr>,
+    admin_addr: SocketAddr,
+    maildir_root: PathBuf,
+    trace_path: PathBuf,
+    ca_cert_pem: Option<String>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    draining: Arc<AtomicBool>,
+    worker: Option<std::thread::JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, SimError> {
+    if !addr.ip().is_loopback() {
+        return Err(SimError::Config(format!(
+            "listen.address {}: the simulator listens on loopback only (127.0.0.0/8)",
+            addr.ip()
+        )));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| SimError::io(format!("binding the {what} listener on {addr}"), e))
+}
+
+/// Starts the simulator in-process: listeners on loopback, delivery worker, admin API.
+///
+/// `state_dir` receives `maildir/`, `trace.jsonl` and `tls/` (generated certificate and CA).
+pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, SimError> {
+    config.validate()?;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| SimError::io(format!("creating state dir {}", state_dir.display()), e))?;
+    let maildir_root = state_dir.join("maildir");
+    let trace_path = state_dir.join("trace.jsonl");
+    let store = Arc::new(MaildirStore::create(
+        &maildir_root,
+        &config.mailbox_addresses(),
+        config.delivery.fsync,
+    )?);
+    let trace = Arc::new(TraceLog::open(&trace_path, config.delivery.fsync)?);
+    let fqdn = config.front_end.fqdn();
+    let tls = if config.tls.enabled {
+        Some(tls::build(&config.tls, &fqdn, &state_dir.join("tls"))?)
+    } else {
+        None
+    };
+
+    let listen = &config.listen;
+    let smtp = bind(SocketAddr::from((listen.address, listen.smtp_port)), "SMTP").await?;
+    let smtps = match &tls {
+        Some(_) => Some(
+            bind(
+                SocketAddr::from((listen.address, listen.smtps_port)),
+                "SMTPS",
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let admin = bind(
+        SocketAddr::from((listen.address, listen.admin_port)),
+        "admin API",
+    )
+    .await?;
+    let local = |l: &TcpListener, what: &str| {
+        l.local_addr()
+            .map_err(|e| SimError::io(format!("reading the {what} listener address"), e))
+    };
+    let smtp_addr = local(&smtp, "SMTP")?;
+    let smtps_addr = smtps.as_ref().map(|l| local(l, "SMTPS")).transpose()?;
+    let admin_addr = local(&admin, "admin API")?;
+
+    let (queue_tx, queue_rx) = mpsc::channel(config.delivery.queue_capacity);
+    let stats = Arc::new(Stats::default());
+    let draining = Arc::new(AtomicBool::new(false));
+    let clock = Clock::new();
+    let now_unix = Utc::now().timestamp();
+    let shared = Arc::new(Shared {
+        trailer_host: config.front_end.trailer_host(),
+        auth_source: format!(
+            "{}.eop-{}.prod.protection.outlook.com",
+            config.front_end.host, config.front_end.region
+        ),
+        max_size: usize::try_from(config.front_end.max_message_size.0).unwrap_or(usize::MAX),
+        tls: tls.as_ref().map(|t| t.acceptor.clone()),
+        trace: trace.clone(),
+        queue: queue_tx,
+        stats: stats.clone(),
+        session_base: now_unix as u32,
+        session_seq: AtomicU64::new(0),
+        internal_base: (now_unix as u64 % 100_000) * 1_000_000_000,
+        internal_seq: AtomicU64::new(1),
+        policy: Policy::new(config, clock, Instant::now()),
+        fqdn,
+    });
+    let worker = delivery::spawn_worker(queue_rx, store, trace, clock, stats, draining.clone())
+        .map_err(|e| SimError::io("starting the delivery thread", e))?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(accept_loop(
+        smtp,
+        shared.clone(),
+        false,
+        shutdown_rx.clone(),
+    ));
+    if let Some(l) = smtps {
+        tasks.spawn(accept_loop(l, shared.clone(), true, shutdown_rx.clone()));
+    }
+    let router = admin::router(shared.clone());
+    let mut admin_shutdown = shutdown_rx.clone();
+    tasks.spawn(async move {
+        let r = axum::serve(admin, router)
+            .with_graceful_shutdown(async move {
+                let _ = admin_shutdown.wait_for(|v| *v).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("admin API stopped: {e}");
+        }
+    });
+
+    Ok(SimHandle {
+        shared,
+        smtp_addr,
+        smtps_addr,
+        admin_addr,
+        maildir_root,
+        trace_path,
+        ca_cert_pem: tls.map(|t| t.ca_pem),
+        shutdown_tx,
+        tasks,
+        draining,
+        worker: Some(worker),
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    implicit_tls: bool,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut sessions = JoinSet::new();
+    let session_shutdown = shutdown.clone();
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    sessions.spawn(smtp::serve_connection(
+                        stream, peer, shared.clone(), implicit_tls, session_shutdown.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SESSION_DRAIN_TIMEOUT, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        sessions.abort_all();
+        while sessions.join_next().await.is_some() {}
+    }
+}
+
+impl SimHandle {
+    /// The SMTP (STARTTLS) listener.
+    pub fn smtp_addr(&self) -> SocketAddr {
+        self.smtp_addr
+    }
+
+    /// The implicit-TLS listener (`None` when TLS is disabled).
+    pub fn smtps_addr(&self) -> Option<SocketAddr> {
+        self.smtps_addr
+    }
+
+    /// The admin API listener.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// `http://<admin_addr>`.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}", self.admin_addr)
+    }
+
+    /// `<state>/maildir`.
+    pub fn maildir_root(&self) -> &Path {
+        &self.maildir_root
+    }
+
+    /// `<state>/trace.jsonl`.
+    pub fn trace_path(&self) -> &Path {
+        &self.trace_path
+    }
+
+    /// The CA certificate clients should trust (`None` when TLS is disabled).
+    pub fn ca_cert_pem(&self) -> Option<&str> {
+        self.ca_cert_pem.as_deref()
+    }
+
+    /// The tenant configuration in force.
+    pub fn config(&self) -> &TenantConfig {
+        self.shared.policy.config()
+    }
+
+    /// Counters: sessions, accepted, delivered, ...
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Creates a connector (like `POST /connectors`).
+    pub fn create_connector(&self, spec: ConnectorSpec) -> Result<ConnectorView, SimError> {
+        Ok(self.shared.policy.create_connector(spec, Instant::now())?)
+    }
+
+    /// Changes a connector (like `PUT /connectors/{name}`).
+    pub fn update_connector(
+        &self,
+        name: &str,
+        patch: &ConnectorPatch,
+    ) -> Result<ConnectorView, SimError> {
+        Ok(self
+            .shared
+            .policy
+            .update_connector(name, patch, Instant::now())?)
+    }
+
+    /// Deletes a connector (like `DELETE /connectors/{name}`).
+    pub fn delete_connector(&self, name: &str) -> Result<ConnectorView, SimError> {
+        Ok(self.shared.policy.delete_connector(name, Instant::now())?)
+    }
+
+    /// Every connector (like `GET /connectors`).
+    pub fn list_connectors(&self) -> Vec<ConnectorView> {
+        self.shared.policy.list_connectors(Instant::now())
+    }
+
+    /// One connector (like `GET /connectors/{name}`).
+    pub fn get_connector(&self, name: &str) -> Option<ConnectorView> {
+        self.shared.policy.get_connector(name, Instant::now())
+    }
+
+    /// Trace records (like `GET /trace?since=`).
+    pub fn trace(&self, since: Option<DateTime<Utc>>) -> Result<Vec<TraceRecord>, SimError> {
+        self.shared.trace.read(since)
+    }
+
+    /// Throttle state per source IP (like `GET /buckets`).
+    pub fn buckets(&self) -> Vec<BucketView> {
+        self.shared.policy.buckets(Instant::now())
+    }
+
+    /// Refills every bucket (like `POST /buckets/reset`); returns how many source IPs were reset.
+    pub fn reset_buckets(&self) -> usize {
+        self.shared.policy.reset_buckets()
+    }
+
+    /// Waits until every accepted message is stored and traced; false on timeout.
+    pub async fn wait_delivered(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if s.delivered + s.delivery_failed >= s.accepted {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops accepting, ends open sessions (421), delivers everything queued, flushes the trace.
+    pub async fn shutdown(mut self) -> Result<(), SimError> {
+        let _ = self.shutdown_tx.send(true);
+        while let Some(r) = self.tasks.join_next().await {
+            if let Err(e) = r {
+                if e.is_panic() {
+                    return Err(SimError::Internal(format!("a listener task panicked: {e}")));
+                }
+            }
+        }
+        self.draining.store(true, Ordering::Release);
+        let _ = self.shared.queue.send(QueueMsg::Stop).await;
+        if let Some(w) = self.worker.take() {
+            tokio::task::spawn_blocking(move || w.join())
+                .await
+                .map_err(|e| SimError::Internal(format!("joining the delivery thread: {e}")))?
+                .map_err(|_| SimError::Internal("the delivery thread panicked".into()))?;
+        }
+        self.shared.trace.flush()
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        self.draining.store(true, Ordering::Release);
+        let _ = self.shared.queue.try_send(QueueMsg::Stop);
+    }
+}
+
+/// `mailharness sim`: run the simulated tenant standalone until Ctrl-C.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Tenant file (TOML; top-level fields or a `[simulator]` table). Defaults reproduce the mission's story.
+    #[arg(long, value_name = "TENANT.TOML")]
+    pub config: Option<PathBuf>,
+    /// Where Maildirs, trace.jsonl and the generated certificate go.
+    #[arg(long, value_name = "DIR", default_value = "sim-state")]
+    pub state_dir: PathBuf,
+    /// SMTP (STARTTLS) port; 0 = ephemeral. Overrides listen.smtp_port.
+    #[arg(long, value_name = "N")]
+    pub smtp_port: Option<u16>,
+    /// Implicit-TLS port; 0 = ephemeral. Overrides listen.smtps_port.
+    #[arg(long, value_name = "N")]
+    pub smtps_port: Option<u16>,
+    /// Admin API port; 0 = ephemeral. Overrides listen.admin_port.
+    #[arg(long, value_name = "N")]
+    pub admin_port: Option<u16>,
+    /// Loopback address to listen on. Overrides listen.address.
+    #[arg(long, value_name = "IP")]
+    pub listen: Option<std::net::Ipv4Addr>,
+}
+
+/// Runs `mailharness sim`: prints the addresses, serves until Ctrl-C (or SIGTERM), then drains.
+pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
+    let mut cfg = match &args.config {
+        Some(p) => TenantConfig::load(p)?,
+        None => TenantConfig::default(),
+    };
+    if let Some(p) = args.smtp_port {
+        cfg.listen.smtp_port = p;
+    }
+    if let Some(p) = args.smtps_port {
+        cfg.listen.smtps_port = p;
+    }
+    if let Some(p) = args.admin_port {
+        cfg.listen.admin_port = p;
+    }
+    if let Some(a) = args.listen {
+        cfg.listen.address = a;
+    }
+    let sim = start(cfg, &args.state_dir).await?;
+    println!("simulated tenant `{}` ready", sim.config().tenant_name);
+    println!("  smtp (STARTTLS)  {}", sim.smtp_addr());
+    match sim.smtps_addr() {
+        Some(a) => println!("  smtps (implicit) {a}"),
+        None => println!("  smtps (implicit) disabled (tls.enabled = false)"),
+    }
+    println!("  admin API        {}", sim.admin_url());
+    println!("  maildir root     {}", sim.maildir_root().display());
+    println!("  message trace    {}", sim.trace_path().display());
+    if sim.ca_cert_pem().is_some() && sim.config().tls.cert_pem.is_none() {
+        println!(
+            "  CA certificate   {}",
+            args.state_dir.join("tls").join("ca.pem").display()
+        );
+    }
+    println!(
+        "  mailboxes        {}",
+        sim.config().mailbox_addresses().join(", ")
+    );
+    println!("Ctrl-C to stop.");
+    wait_for_signal().await;
+    println!("stopping: delivering queued messages...");
+    let stats = sim.shared.stats.clone();
+    sim.shutdown().await?;
+    let s = stats.snapshot();
+    println!(
+        "stopped: {} sessions, {} accepted, {} delivered, {} failed",
+        s.sessions, s.accepted, s.delivered, s.delivery_failed
+    );
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,471 @@
+//! Mailbox storage (Maildir++) and the headers EOP stamps on the delivered copy.
+//!
+//! Layout, chosen so that Dovecot with `mail_location = maildir:<root>/%d/%n` (its default
+//! Maildir++ layout, separator `.`) reads the same tree:
+//! ```text
+//! <state>/maildir/<domain>/<local>/{cur,new,tmp}/                 INBOX
+//! <state>/maildir/<domain>/<local>/.Junk Email/{cur,new,tmp}/     folder "Junk Email"
+//! <state>/maildir/<domain>/<local>/.Junk Email/maildirfolder      Maildir++ folder marker
+//! <state>/maildir/<domain>/<local>/subscriptions                  "Junk Email" subscribed
+//! ```
+//! Each message is written to `tmp/` and renamed into `new/` (atomic on one file system), named
+//! `<secs>.M<usecs>P<pid>Q<n>.mailharness,S=<size>,W=<size>` (Dovecot reads `S=`/`W=` as sizes;
+//! files keep the CRLF line ends received over SMTP, so both sizes are equal).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+
+use super::config::JunkConfig;
+use super::trace::TlsInfo;
+use super::SimError;
+
+/// The Exchange build in EOP's `Received:` line (reference sample).
+pub const EOP_BUILD: &str = "15.20.7897.13";
+/// The internal front-end address in the `Received:` line (reference sample).
+pub const FRONT_END_INTERNAL_IP: &str = "10.167.244.1";
+/// The header prefix senders cannot inject (reference: "EOP strips or overwrites it").
+pub const ORG_HEADER_PREFIX: &[u8] = b"x-ms-exchange-organization-";
+
+/// A mailbox folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Folder {
+    /// INBOX, the Maildir root.
+    Inbox,
+    /// `Junk Email` (SPECIAL-USE `\Junk` on Exchange Online).
+    Junk,
+}
+
+impl Folder {
+    /// The folder's display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "Inbox",
+            Folder::Junk => "Junk Email",
+        }
+    }
+
+    /// The Maildir++ sub-directory, empty for INBOX.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Folder::Inbox => "",
+            Folder::Junk => ".Junk Email",
+        }
+    }
+}
+
+/// The Maildir tree of every mailbox.
+#[derive(Debug)]
+pub struct MaildirStore {
+    root: PathBuf,
+    fsync: bool,
+    seq: AtomicU64,
+    pid: u32,
+}
+
+impl MaildirStore {
+    /// Creates the tree (idempotent) for each mailbox address.
+    pub fn create(root: &Path, mailboxes: &[String], fsync: bool) -> Result<Self, SimError> {
+        let store = MaildirStore {
+            root: root.to_path_buf(),
+            fsync,
+            seq: AtomicU64::new(0),
+            pid: std::process::id(),
+        };
+        for m in mailboxes {
+            let base = store.mailbox_dir(m)?;
+            for folder in [Folder::Inbox, Folder::Junk] {
+                let d = base.join(folder.dir());
+                for sub in ["cur", "new", "tmp"] {
+                    fs::create_dir_all(d.join(sub)).map_err(|e| {
+                        SimError::io(format!("creating Maildir {}", d.join(sub).display()), e)
+                    })?;
+                }
+                if folder != Folder::Inbox {
+                    let marker = d.join("maildirfolder");
+                    if !marker.exists() {
+                        File::create(&marker).map_err(|e| {
+                            SimError::io(format!("creating {}", marker.display()), e)
+                        })?;
+                    }
+                }
+            }
+            let subs = base.join("subscriptions");
+            if !subs.exists() {
+                fs::write(&subs, "Junk Email\n")
+                    .map_err(|e| SimError::io(format!("writing {}", subs.display()), e))?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The Maildir root (`<state>/maildir`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<domain>/<local>` for an address.
+    pub fn mailbox_dir(&self, address: &str) -> Result<PathBuf, SimError> {
+        let a = address.to_ascii_lowercase();
+        let (local, domain) = a
+            .rsplit_once('@')
+            .ok_or_else(|| SimError::Config(format!("mailbox `{address}` has no domain")))?;
+        let safe = |s: &str| {
+            !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\\', '\0']) && s != ".."
+        };
+        if !safe(local) || !safe(domain) {
+            return Err(SimError::Config(format!(
+                "mailbox `{address}` cannot be mapped to a Maildir path safely"
+            )));
+        }
+        Ok(self.root.join(domain).join(local))
+    }
+
+    /// Stores one message: write to `tmp/`, optionally fsync, rename into `new/`.
+    pub fn deliver(
+        &self,
+        address: &str,
+        folder: Folder,
+        parts: &[&[u8]],
+        now: DateTime<Utc>,
+    ) -> Result<PathBuf, SimError> {
+        let dir = self.mailbox_dir(address)?.join(folder.dir());
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!(
+            "{}.M{}P{}Q{}.mailharness,S={size},W={size}",
+            now.timestamp(),
+            now.timestamp_subsec_micros(),
+            self.pid,
+            n
+        );
+        let tmp = dir.join("tmp").join(&name);
+        let new = dir.join("new").join(&name);
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            if parts.len() == 1 {
+                f.write_all(parts[0])?;
+            } else {
+                let mut buf = Vec::with_capacity(size);
+                for p in parts {
+                    buf.extend_from_slice(p);
+                }
+                f.write_all(&buf)?;
+            }
+            if self.fsync {
+                f.sync_all()?;
+            }
+            drop(f);
+            fs::rename(&tmp, &new)?;
+            if self.fsync {
+                File::open(dir.join("new"))?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            SimError::io(format!("storing message in {}", new.display()), e)
+        })?;
+        Ok(new)
+    }
+}
+
+/// A message as received, split into header facts and the sanitized content.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The content with sender-supplied `X-MS-Exchange-Organization-*` fields removed.
+    pub content: Vec<u8>,
+    /// The unfolded Subject, if any.
+    pub subject: Option<String>,
+    /// The Message-ID, if any.
+    pub message_id: Option<String>,
+    /// How many forbidden header fields were stripped.
+    pub stripped: usize,
+}
+
+/// Where the header section ends (index of the first body byte), or the content length.
+fn header_end(raw: &[u8]) -> usize {
+    let mut i = 0;
+    while i < raw.len() {
+        let line_end = memchr::memchr(b'\n', &raw[i..]).map_or(raw.len(), |p| i + p + 1);
+        let line = &raw[i..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            return i;
+        }
+        // A line that is not a header field and not a continuation ends the header section.
+        let is_cont = matches!(line.first(), Some(b' ' | b'\t'));
+        let is_field = line
+            .iter()
+            .position(|&b| b == b':')
+            .is_some_and(|c| c > 0 && line[..c].iter().all(|&b| b > 32 && b < 127));
+        if !is_cont && !is_field {
+            return i;
+        }
+        i = line_end;
+    }
+    raw.len()
+}
+
+/// Splits the header section into fields (each with its continuation lines).
+fn header_fields(head: &[u8]) -> Vec<(usize, usize)> {
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < head.len() {
+        let end = memchr::memchr(b'\n', &head[i..]).map_or(head.len(), |p| i + p + 1);
+        if matches!(head[i], b' ' | b'\t') {
+            if let Some(last) = fields.last_mut() {
+                last.1 = end;
+            } else {
+                fields.push((i, end));
+            }
+        } else {
+            fields.push((i, end));
+        }
+        i = end;
+    }
+    fields
+}
+
+fn field_value(field: &[u8]) -> String {
+    let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
+    let v = String::from_utf8_lossy(&field[(colon + 1).min(field.len())..]);
+    v.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn name_is(field: &[u8], name: &[u8]) -> bool {
+    field.len() > name.len()
+        && field[..name.len()].eq_ignore_ascii_case(name)
+        && field[name.len()] == b':'
+}
+
+/// Parses the header section, strips `X-MS-Exchange-Organization-*`, extracts Subject and Message-ID.
+pub fn parse(raw: Vec<u8>) -> Parsed {
+    let end = header_end(&raw);
+    let fields = header_fields(&raw[..end]);
+    let mut subject = None;
+    let mut message_id = None;
+    let mut strip = Vec::new();
+    for &(s, e) in &fields {
+        let f = &raw[s..e];
+        if f.len() >= ORG_HEADER_PREFIX.len()
+            && f[..ORG_HEADER_PREFIX.len()].eq_ignore_ascii_case(ORG_HEADER_PREFIX)
+        {
+            strip.push((s, e));
+        } else if subject.is_none() && name_is(f, b"subject") {
+            subject = Some(field_value(f));
+        } else if message_id.is_none() && name_is(f, b"message-id") {
+            let v = field_value(f);
+            if !v.is_empty() {
+                message_id = Some(v);
+            }
+        }
+    }
+    let stripped = strip.len();
+    let content = if strip.is_empty() {
+        raw
+    } else {
+        let mut out = Vec::with_capacity(raw.len());
+        let mut pos = 0;
+        for (s, e) in strip {
+            out.extend_from_slice(&raw[pos..s]);
+            pos = e;
+        }
+        out.extend_from_slice(&raw[pos..]);
+        out
+    };
+    Parsed {
+        content,
+        subject,
+        message_id,
+        stripped,
+    }
+}
+
+/// Which junk rule fired.
+pub fn junk_rule(cfg: &JunkConfig, parsed: &Parsed, sender_domain: &str) -> Option<String> {
+    if !cfg.enabled {
+        return None;
+    }
+    if let Some(d) = cfg
+        .no_spf_sender_domains
+        .iter()
+        .find(|d| d.eq_ignore_ascii_case(sender_domain))
+    {
+        return Some(format!("sender domain {d} has no SPF"));
+    }
+    if let Some(subject) = &parsed.subject {
+        let lower = subject.to_lowercase();
+        if let Some(m) = cfg
+            .subject_markers
+            .iter()
+            .find(|m| !m.is_empty() && lower.contains(&m.to_lowercase()))
+        {
+            return Some(format!("subject marker {m}"));
+        }
+    }
+    let body = &parsed.content[header_end(&parsed.content)..];
+    cfg.body_markers
+        .iter()
+        .find(|m| !m.is_empty() && memchr::memmem::find(body, m.as_bytes()).is_some())
+        .map(|m| {
+            let short: String = m.chars().take(24).collect();
+            format!("body marker {short}")
+        })
+}
+
+/// The facts the stamped headers are made of.
+#[derive(Debug, Clone)]
+pub struct StampInput<'a> {
+    /// EHLO/HELO name.
+    pub helo: &'a str,
+    /// Connecting IP.
+    pub ip: IpAddr,
+    /// TLS in effect.
+    pub tls: Option<&'a TlsInfo>,
+    /// `<host>.mail.protection.outlook.com`.
+    pub fqdn: &'a str,
+    /// `X-MS-Exchange-Organization-AuthSource` value.
+    pub auth_source: &'a str,
+    /// When the message was received.
+    pub received_at: DateTime<Utc>,
+    /// Network-Message-Id.
+    pub network_message_id: &'a str,
+    /// The tenant GUID.
+    pub tenant_id: &'a str,
+    /// The envelope sender's domain.
+    pub sender_domain: &'a str,
+    /// The sender domain is on the no-SPF list.
+    pub spf_none: bool,
+    /// SCL to stamp.
+    pub scl: u8,
+    /// Filed into Junk Email.
+    pub junk: bool,
+    /// A Message-ID to add because the sender gave none.
+    pub add_message_id: Option<&'a str>,
+}
+
+/// The header block EOP prepends to the delivered copy (reference: "Headers on the delivered copy").
+pub fn stamp(s: &StampInput<'_>) -> String {
+    let tls = s
+        .tls
+        .map(|t| format!(" (version={}, cipher={})", t.version, t.cipher))
+        .unwrap_or_default();
+    let date = s.received_at.to_rfc2822();
+    let domain = if s.sender_domain.is_empty() {
+        "none"
+    } else {
+        s.sender_domain
+    };
+    let (spf, compauth) = if s.spf_none {
+        ("none", "fail reason=001")
+    } else {
+        ("pass", "pass reason=100")
+    };
+    let (sfv, cat, dest) = if s.junk {
+        ("SPM", "SPM", "dest:J;RF:JunkEmail;")
+    } else {
+        ("NSPM", "NONE", "dest:I;")
+    };
+    let mut h = String::with_capacity(1400);
+    h.push_str(&format!(
+        "Received: from {helo} ({ip}) by {fqdn} ({FRONT_END_INTERNAL_IP})\r\n with Microsoft SMTP Server{tls} id {EOP_BUILD}\r\n via Frontend Transport; {date}\r\n",
+        helo = s.helo,
+        ip = s.ip,
+        fqdn = s.fqdn,
+    ));
+    h.push_str(&format!(
+        "Authentication-Results: spf={spf} (sender IP is {ip}) smtp.mailfrom={domain};\r\n dkim=none (message not signed) header.d=none;dmarc=none action=none\r\n header.from={domain};compauth={compauth}\r\n",
+        ip = s.ip
+    ));
+    h.push_str(&format!(
+        "X-MS-Exchange-Organization-Network-Message-Id: {}\r\n",
+        s.network_message_id
+    ));
+    h.push_str("X-MS-Exchange-Organization-MessageDirectionality: Incoming\r\n");
+    h.push_str(&format!(
+        "X-MS-Exchange-Organization-AuthSource: {}\r\n",
+        s.auth_source
+    ));
+    h.push_str("X-MS-Exchange-Organization-AuthAs: Anonymous\r\n");
+    h.push_str(&format!("X-MS-Exchange-Organization-SCL: {}\r\n", s.scl));
+    h.push_str(&format!(
+        "X-Forefront-Antispam-Report: CIP:{ip};CTRY:;LANG:en;SCL:{scl};SRV:;IPV:NLI;SFV:{sfv};H:{helo};PTR:;CAT:{cat};SFS:;DIR:INB;\r\n",
+        ip = s.ip,
+        scl = s.scl,
+        helo = s.helo,
+    ));
+    h.push_str(&format!(
+        "X-EOPTenantAttributedMessage: {}:0\r\n",
+        s.tenant_id
+    ));
+    h.push_str(&format!(
+        "X-Microsoft-Antispam-Mailbox-Delivery: ucf:0;jmr:0;auth:0;{dest}ENG:(910001)(944506478)(944626604)(920097)(930097);\r\n"
+    ));
+    if let Some(id) = s.add_message_id {
+        h.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_org_headers_with_continuations_and_finds_fields() {
+        let raw = b"Subject: hello\r\n [SIM-JUNK] folded\r\nX-MS-Exchange-Organization-SCL: -1\r\nx-ms-exchange-organization-authas: Internal\r\n\tcontinued\r\nMessage-ID: <a@b>\r\n\r\nbody X-MS-Exchange-Organization-SCL: stays\r\n".to_vec();
+        let p = parse(raw);
+        assert_eq!(p.stripped, 2);
+        assert_eq!(p.subject.as_deref(), Some("hello [SIM-JUNK] folded"));
+        assert_eq!(p.message_id.as_deref(), Some("<a@b>"));
+        let s = String::from_utf8(p.content.clone()).unwrap();
+        assert!(!s.to_lowercase().contains("organization-authas"));
+        assert!(s.contains("body X-MS-Exchange-Organization-SCL: stays"));
+        assert_eq!(
+            junk_rule(&JunkConfig::default(), &p, "platform.example").as_deref(),
+            Some("subject marker [SIM-JUNK]")
+        );
+    }
+
+    #[test]
+    fn junk_rules() {
+        let cfg = JunkConfig::default();
+        let p =
+            parse(format!("Subject: x\r\n\r\n{}\r\n", super::super::config::GTUBE).into_bytes());
+        assert!(junk_rule(&cfg, &p, "a.example")
+            .unwrap()
+            .starts_with("body marker"));
+        let p = parse(b"Subject: x\r\n\r\nclean\r\n".to_vec());
+        assert!(junk_rule(&cfg, &p, "a.example").is_none());
+        assert!(junk_rule(&cfg, &p, "NOSPF.example").is_some());
+    }
+
+    #[test]
+    fn store_is_maildir_plus_plus() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = MaildirStore::create(dir.path(), &["qa1@contoso.example".into()], false).unwrap();
+        let p = s
+            .deliver(
+                "QA1@contoso.example",
+                Folder::Junk,
+                &[b"a: b\r\n", b"\r\nx\r\n"],
+                Utc::now(),
+            )
+            .unwrap();
+        assert!(p.starts_with(dir.path().join("contoso.example/qa1/.Junk Email/new")));
+        assert_eq!(fs::read(&p).unwrap(), b"a: b\r\n\r\nx\r\n");
+        assert!(dir
+            .path()
+            .join("contoso.example/qa1/.Junk Email/maildirfolder")
+            .exists());
+        assert!(s.mailbox_dir("../x@contoso.example").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! The message trace: one JSONL record per SMTP transaction, the simulator's counterpart of
+//! Exchange message trace (reference: "No documented header names the connector that matched;
+//! Message trace is Microsoft's way to see it").
+//!
+//! A transaction starts at MAIL FROM and ends at the final reply after DATA, or when the client
+//! abandons it (RSET, QUIT, a new EHLO/HELO/STARTTLS, disconnect, timeout). Its record is written
+//! once its outcome is final:
+//! - accepted messages: after every copy is in its Maildir (`delivered_at` set), so a record that
+//!   says delivered always points at files that exist;
+//! - everything else: when the transaction ends.
+//!
+//! Records are therefore ordered by completion, not by `time`. Each record carries the per-recipient
+//! decisions (`recipients`) and, for accepted messages, one `deliveries` entry per distinct mailbox.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::policy::{Decision, Rule};
+use super::reply::Reply;
+use super::SimError;
+
+/// The negotiated TLS parameters, spelled as EOP's `Received:` line spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// `TLS1_2` or `TLS1_3`.
+    pub version: String,
+    /// IANA cipher suite name, e.g. `TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+/// The decision on one RCPT TO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecipientTrace {
+    /// The address as given.
+    pub address: String,
+    /// Accepted or why not.
+    pub decision: Decision,
+    /// The rule that decided.
+    pub reason: Rule,
+    /// The reply sent.
+    pub reply: Reply,
+}
+
+/// One stored copy of an accepted message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryTrace {
+    /// The mailbox address.
+    pub mailbox: String,
+    /// `Inbox` or `Junk Email`.
+    pub folder: String,
+    /// The Maildir file.
+    pub path: PathBuf,
+}
+
+/// One transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    /// When the transaction's final reply was sent (RFC 3339, ms, UTC).
+    pub time: String,
+    /// The SMTP session id (the 16 hex digits of the greeting and trailers).
+    pub session_id: String,
+    /// `smtp` (STARTTLS port) or `smtps` (implicit TLS port).
+    pub listener: String,
+    /// The connecting IP.
+    pub source_ip: String,
+    /// The connecting port.
+    pub source_port: u16,
+    /// The EHLO/HELO name.
+    #[serde(default)]
+    pub helo: Option<String>,
+    /// TLS in effect, or null for plain text.
+    #[serde(default)]
+    pub tls: Option<TlsInfo>,
+    /// The inbound connector that matched, or null.
+    #[serde(default)]
+    pub connector: Option<String>,
+    /// The envelope sender (empty for `<>`).
+    pub mail_from: String,
+    /// The transaction's outcome.
+    pub decision: Decision,
+    /// The rule behind it.
+    pub reason: Rule,
+    /// The reply that settled it (the final 250/5xx after DATA, or the deciding RCPT reply).
+    pub reply: Reply,
+    /// Every RCPT TO and its decision.
+    pub recipients: Vec<RecipientTrace>,
+    /// The Message-ID (given by the sender or added by the simulator).
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// The `InternalId` of the final 250 (the queue id).
+    #[serde(default)]
+    pub internal_id: Option<u64>,
+    /// X-MS-Exchange-Organization-Network-Message-Id.
+    #[serde(default)]
+    pub network_message_id: Option<String>,
+    /// Message size in bytes as received (after dot-unstuffing).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// The spam confidence level stamped.
+    #[serde(default)]
+    pub scl: Option<u8>,
+    /// Which junk rule fired, if any.
+    #[serde(default)]
+    pub junk_rule: Option<String>,
+    /// When the last copy was stored (RFC 3339, ms).
+    #[serde(default)]
+    pub delivered_at: Option<String>,
+    /// Stored copies, one per distinct accepted mailbox.
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryTrace>,
+    /// Why storing failed, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_error: Option<String>,
+}
+
+/// The append-only JSONL trace file.
+#[derive(Debug)]
+pub struct TraceLog {
+    path: PathBuf,
+    file: Mutex<BufWriter<File>>,
+    sync: bool,
+}
+
+impl TraceLog {
+    /// Opens (creating or appending to) the trace file.
+    pub fn open(path: &Path, sync: bool) -> Result<Self, SimError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| SimError::io(format!("opening trace file {}", path.display()), e))?;
+        Ok(TraceLog {
+            path: path.to_path_buf(),
+            file: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
+            sync,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Buffers one record; it reaches the file at the next `flush`.
+    pub fn append(&self, record: &TraceRecord) -> Result<(), SimError> {
+        let mut line = serde_json::to_vec(record)
+            .map_err(|e| SimError::Internal(format!("serializing a trace record: {e}")))?;
+        line.push(b'\n');
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        f.write_all(&line)
+            .map_err(|e| SimError::io(format!("writing trace file {}", self.path.display()), e))
+    }
+
+    /// Writes one record and flushes.
+    pub fn append_now(&self, record: &TraceRecord) -> Result<(), SimError> {
+        self.append(record)?;
+        self.flush()
+    }
+
+    /// Flushes buffered records to the file (and to disk when `fsync` is on).
+    pub fn flush(&self) -> Result<(), SimError> {
+        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        f.flush()
+            .map_err(|e| SimError::io(format!("flushing trace file {}", self.path.display()), e))?;
+        if self.sync {
+            f.get_ref().sync_data().map_err(|e| {
+                SimError::io(format!("syncing trace file {}", self.path.display()), e)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads the records written so far, optionally only those with `time >= since`.
+    pub fn read(&self, since: Option<DateTime<Utc>>) -> Result<Vec<TraceRecord>, SimError> {
+        self.flush()?;
+        read_trace_file(&self.path, since)
+    }
+}
+
+/// Reads a trace file, skipping nothing: a line that does not parse is an error naming the line.
+pub fn read_trace_file(
+    path: &Path,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<TraceRecord>, SimError> {
+    let f = File::open(path)
+        .map_err(|e| SimError::io(format!("opening trace file {}", path.display()), e))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(f).lines().enumerate() {
+        let line =
+            line.map_err(|e| SimError::io(format!("reading trace file {}", path.display()), e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let rec: TraceRecord = serde_json::from_str(&line).map_err(|e| {
+            SimError::Internal(format!(
+                "{}:{}: bad trace record: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+        if let Some(since) = since {
+            match DateTime::parse_from_rfc3339(&rec.time) {
+                Ok(t) if t.with_timezone(&Utc) < since => continue,
+                _ => {}
+            }
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
