@@ -43,7 +43,7 @@ fn mission_story_throttle_connector_tls() {
         );
         assert!(!s.queued());
         // TLS alone does not help without a connector.
-        let s = swaks(&sim, ip, Tls::StartTls, QA1, &[]);
+        let s = swaks(&sim, ip, Tls::Starttls, QA1, &[]);
         s.expect("451 4.7.500 ");
     }
 
@@ -54,7 +54,7 @@ fn mission_story_throttle_connector_tls() {
     let v = json(&body);
     assert_eq!(v["state"], "pending");
     assert_eq!(v["require_tls"], true);
-    let s = swaks(&sim, "127.0.0.2", Tls::StartTls, QA1, &[]);
+    let s = swaks(&sim, "127.0.0.2", Tls::Starttls, QA1, &[]);
     if before_create.elapsed() < Duration::from_secs(3) {
         // Only meaningful if swaks finished inside the delay.
         s.expect("451 4.7.500 ");
@@ -68,7 +68,7 @@ fn mission_story_throttle_connector_tls() {
     // After: TLS mail from both IPs flows past the old burst size (STARTTLS and implicit TLS).
     for ip in ["127.0.0.2", "127.0.0.3"] {
         for i in 0..6 {
-            let s = swaks(&sim, ip, Tls::StartTls, QA1, &[]);
+            let s = swaks(&sim, ip, Tls::Starttls, QA1, &[]);
             assert!(s.queued(), "TLS message {i} from {ip}:\n{}", s.transcript);
         }
         let s = swaks(&sim, ip, Tls::Implicit, QA1, &[]);
@@ -86,7 +86,7 @@ fn mission_story_throttle_connector_tls() {
     let s = swaks(
         &sim,
         "127.0.0.2",
-        Tls::StartTls,
+        Tls::Starttls,
         "nobody@contoso.example",
         &[],
     );
@@ -95,7 +95,7 @@ fn mission_story_throttle_connector_tls() {
     let s = swaks(
         &sim,
         "127.0.0.2",
-        Tls::StartTls,
+        Tls::Starttls,
         "someone@fabrikam.example",
         &[],
     );
@@ -114,12 +114,12 @@ fn mission_story_throttle_connector_tls() {
     assert_eq!(json(&body)["state"], "updating");
     let took = wait_connector_state(&sim, "Trusted Mail Connector", "active", before_update);
     assert!(took >= Duration::from_secs(1));
-    let s = swaks(&sim, "127.0.0.4", Tls::StartTls, QA1, &[]);
+    let s = swaks(&sim, "127.0.0.4", Tls::Starttls, QA1, &[]);
     let r = s.expect("550 5.7.51 ");
     assert!(r.starts_with(
         "550 5.7.51 TenantInboundAttribution; There is a partner connector configured"
     ));
-    let s = swaks(&sim, "127.0.0.2", Tls::StartTls, QA1, &[]);
+    let s = swaks(&sim, "127.0.0.2", Tls::Starttls, QA1, &[]);
     assert!(s.queued(), "{}", s.transcript);
 
     // Delivered copies carry the EOP evidence headers.
@@ -179,15 +179,17 @@ fn mission_story_throttle_connector_tls() {
 /// Banned IP, reputation limit, too many recipients, oversize, junk rules and header stripping.
 #[test]
 fn other_policy_branches() {
-    let mut cfg = TenantConfig::default();
-    cfg.banned_ips = vec!["127.0.0.9".parse().expect("ip")];
+    let mut cfg = TenantConfig {
+        banned_ips: vec!["127.0.0.9".parse().expect("ip")],
+        ..Default::default()
+    };
     cfg.reputation.limited_ips = vec!["127.0.0.8".parse().expect("ip")];
     cfg.front_end.max_message_size = "64KiB".parse().expect("size");
     cfg.throttle.enabled = false;
     cfg.delivery.delay = "50ms".parse().expect("duration");
     let sim = Sim::start(cfg);
 
-    let s = swaks(&sim, "127.0.0.9", Tls::StartTls, QA1, &[]);
+    let s = swaks(&sim, "127.0.0.9", Tls::Starttls, QA1, &[]);
     let r = s.expect("550 5.7.606 ");
     assert!(r.starts_with("550 5.7.606 Access denied, banned sending IP [127.0.0.9]. To request removal from this list please visit https://sender.office.com/ and follow the directions. (AS16012609) ["), "{r}");
 

@@ -63,18 +63,30 @@ fn connector_error(e: ConnectorError) -> Response {
     }
 }
 
+/// A JSON parse failure: the message and the offending field path.
+struct BodyError {
+    message: String,
+    field: Option<String>,
+}
+
+impl IntoResponse for BodyError {
+    fn into_response(self) -> Response {
+        error(StatusCode::BAD_REQUEST, self.message, self.field)
+    }
+}
+
 /// Parses a JSON body, naming the offending field (`sender_ips[0]: CIDR ... /24 to /32 ...`).
-fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
+fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, BodyError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = (path != ".").then_some(path);
-        let msg = match &field {
+        let message = match &field {
             Some(f) => format!("{f}: {inner}"),
             None => format!("invalid JSON body: {inner}"),
         };
-        error(StatusCode::BAD_REQUEST, msg, field)
+        BodyError { message, field }
     })
 }
 
@@ -104,7 +116,7 @@ async fn list(State(s): State<Arc<Shared>>) -> Response {
 async fn create(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let spec: ConnectorSpec = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match s.policy.create_connector(spec, Instant::now()) {
         Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
@@ -122,7 +134,7 @@ async fn get_one(State(s): State<Arc<Shared>>, Path(name): Path<String>) -> Resp
 async fn update(State(s): State<Arc<Shared>>, Path(name): Path<String>, body: Bytes) -> Response {
     let patch: ConnectorPatch = match parse_body(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match s.policy.update_connector(&name, &patch, Instant::now()) {
         Ok(v) => Json(v).into_response(),

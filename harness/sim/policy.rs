@@ -1041,8 +1041,10 @@ mod tests {
 
     #[test]
     fn order_of_checks_and_exact_replies() {
-        let mut cfg = TenantConfig::default();
-        cfg.banned_ips = vec!["127.0.0.9".parse().unwrap()];
+        let mut cfg = TenantConfig {
+            banned_ips: vec!["127.0.0.9".parse().unwrap()],
+            ..Default::default()
+        };
         cfg.reputation.limited_ips = vec!["127.0.0.8".parse().unwrap()];
         let t0 = Instant::now();
         let p = Policy::new(cfg, Clock::new(), t0);

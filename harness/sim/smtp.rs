@@ -31,6 +31,8 @@ use super::tls;
 use super::trace::{RecipientTrace, TlsInfo, TraceRecord};
 use super::Shared;
 
+/// Longest command line accepted, CRLF included (smtp-proto's own limit for split lines).
+const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
 /// Read buffer per session.
 const READ_BUF: usize = 64 * 1024;
 /// Time allowed for a TLS handshake.
@@ -261,6 +263,26 @@ impl Session {
             loop {
                 match &mut self.mode {
                     Mode::Command => {
+                        // smtp-proto limits lines split across reads; complete over-long lines
+                        // in one read are caught here.
+                        if receiver.buf().is_empty() {
+                            let rest = iter.as_slice();
+                            let line_len = memchr::memchr(b'\n', rest).map(|p| p + 1);
+                            if line_len.unwrap_or(rest.len()) > MAX_COMMAND_LINE {
+                                match line_len {
+                                    Some(len) => iter = rest[len..].iter(),
+                                    None => {
+                                        iter = [].iter();
+                                        self.mode = Mode::SkipLine;
+                                    }
+                                }
+                                self.send(&mut out, Reply::new(500, "5.5.2", "Line too long"));
+                                if iter.as_slice().is_empty() {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
                         let req = match receiver.ingest(&mut iter) {
                             Ok(req) => Ok(into_owned(req)),
                             Err(ProtoError::NeedsMoreData { .. }) => break,

@@ -115,7 +115,7 @@ impl Swaks {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Tls {
     Plain,
-    StartTls,
+    Starttls,
     Implicit,
 }
 
@@ -144,7 +144,7 @@ pub fn swaks(sim: &Sim, source_ip: &str, tls: Tls, to: &str, extra: &[&str]) -> 
     ]);
     match tls {
         Tls::Plain => {}
-        Tls::StartTls => {
+        Tls::Starttls => {
             cmd.arg("--tls");
         }
         Tls::Implicit => {
