@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run all tests"; .ci/run calls exactly this).
+#
+# On a fresh Debian machine it installs what the tests need, starts the loopback test bed of real
+# mail servers (Postfix, Dovecot, dnsmasq), runs the lint gates and every test, and stops the test
+# bed again, whatever happened.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+tests/testbed.sh install
+
+export MH_TESTBED_DIR="${MH_TESTBED_DIR:-$PWD/tests/.testbed}"
+trap 'tests/testbed.sh down || true' EXIT
+tests/testbed.sh up
+# shellcheck disable=SC1091
+. "${MH_TESTBED_DIR}/env"
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+if cargo tree --locked -i aws-lc-sys >/dev/null 2>&1; then
+    echo "error: aws-lc-sys is in the dependency graph; rustls must use the ring provider only" >&2
+    exit 1
+fi
+cargo test --all-targets --locked
