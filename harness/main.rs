@@ -8,6 +8,8 @@ use mailharness::scenario::{self, Diagnostics};
 
 /// Exit code: usage or configuration error.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code: could not run (infrastructure).
+const EXIT_INFRA: u8 = 3;
 
 /// End-to-end delivery tests for mail into Microsoft 365, with an embedded simulated tenant.
 #[derive(Parser)]
@@ -30,6 +32,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the simulated Microsoft 365 tenant standalone (loopback SMTP, SMTPS, admin API) until Ctrl-C.
+    Sim(mailharness::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,46 @@ fn main() -> ExitCode {
             target,
             json,
         } => plan(&scenario, target.as_deref(), json),
+        Command::Sim(args) => sim(args),
+    }
+}
+
+/// `mailharness sim`: runs the embedded tenant until Ctrl-C or SIGTERM.
+fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(mailharness::sim::run_cli(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ mailharness::sim::SimError::Config(_)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INFRA);
+        }
+    };
+    match rt.block_on(mailharness::sim::run_cli(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_config() { EXIT_CONFIG } else { EXIT_INFRA })
+        }
     }
 }
 
