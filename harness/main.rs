@@ -1,6 +1,6 @@
 //! The `mailharness` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -50,28 +50,10 @@ fn main() -> ExitCode {
 
 /// `mailharness sim`: runs the embedded tenant until Ctrl-C or SIGTERM.
 fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(mailharness::sim::run_cli(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e @ mailharness::sim::SimError::Config(_)) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -82,26 +64,25 @@ fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(if e.is_config() { EXIT_CONFIG } else { EXIT_INFRA })
+            ExitCode::from(match e {
+                mailharness::sim::SimError::Config(_) => EXIT_CONFIG,
+                _ => EXIT_INFRA,
+            })
         }
     }
 }
 
-fn plan(
-    scenario_path: &std::path::Path,
-    target_path: Option<&std::path::Path>,
-    json: bool,
-) -> ExitCode {
-    let result = (|| -> Result<scenario::Plan, Diagnostics> {
-        let scn = scenario::load_scenario(scenario_path);
-        let tgt = scenario::load_target(target_path);
-        let (scn, tgt) = match (scn, tgt) {
-            (Ok(s), Ok(t)) => (s, t),
-            (Err(a), Err(b)) => return Err(Diagnostics(a.0.into_iter().chain(b.0).collect())),
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
-        scenario::build_plan(&scn, &tgt)
-    })();
+/// `mailharness plan`: loads both files, expands the plan, prints it or every error.
+fn plan(scenario_path: &Path, target_path: Option<&Path>, json: bool) -> ExitCode {
+    let loaded = match (
+        scenario::load_scenario(scenario_path),
+        scenario::load_target(target_path),
+    ) {
+        (Ok(s), Ok(t)) => Ok((s, t)),
+        (Err(a), Err(b)) => Err(Diagnostics(a.0.into_iter().chain(b.0).collect())),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let result = loaded.and_then(|(s, t)| scenario::build_plan(&s, &t));
     match result {
         Ok(plan) => {
             if json {
@@ -109,7 +90,7 @@ fn plan(
                     Ok(s) => println!("{s}"),
                     Err(e) => {
                         eprintln!("error: cannot encode the plan as JSON: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
+                        return ExitCode::from(EXIT_INFRA);
                     }
                 }
             } else {

@@ -204,16 +204,26 @@ pub fn build(s: &LoadedScenario, t: &LoadedTarget) -> Result<Plan, Diagnostics> 
         .collect();
     let role_list = senders.keys().cloned().collect::<Vec<_>>().join(", ");
 
-    let mailboxes: Vec<(String, std::ops::Range<usize>)> = tf
+    // Test mailboxes with their position in the target file; a simulator target without
+    // [[mailboxes]] uses the simulated tenant's own mailboxes.
+    let mut mailboxes: Vec<(String, Option<std::ops::Range<usize>>)> = tf
         .mailboxes
         .iter()
         .map(|m| {
             (
                 m.get_ref().address.get_ref().clone(),
-                m.get_ref().address.span(),
+                Some(m.get_ref().address.span()),
             )
         })
         .collect();
+    if mailboxes.is_empty() && tf.kind == TargetKind::Simulator {
+        mailboxes = tf
+            .tenant()
+            .mailbox_addresses()
+            .into_iter()
+            .map(|a| (a, None))
+            .collect();
+    }
     let domain = tf
         .smtp
         .as_ref()
@@ -260,13 +270,14 @@ pub fn build(s: &LoadedScenario, t: &LoadedTarget) -> Result<Plan, Diagnostics> 
 
     for (addr, span) in &mailboxes {
         if !allowed.contains(&domain_of(addr)) {
-            errs.push(tsrc.error(
-                span.clone(),
-                format!(
-                    "mailbox `{addr}` is outside the guard's allowed recipient domains ({}); add its domain to [guard] allowed_domains or use another mailbox",
-                    allowed.join(", ")
-                ),
-            ));
+            let msg = format!(
+                "mailbox `{addr}` is outside the guard's allowed recipient domains ({}); add its domain to [guard] allowed_domains or use another mailbox",
+                allowed.join(", ")
+            );
+            errs.push(match span {
+                Some(span) => tsrc.error(span.clone(), msg),
+                None => Diagnostic::field(Some(&tsrc.path), "simulator.mailboxes", msg),
+            });
         }
     }
     let has_imap = tf.kind == TargetKind::Simulator || tf.imap.is_some();

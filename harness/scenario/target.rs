@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::types::{HumanDuration, Rate, SourceIp};
+use crate::sim::TenantConfig;
 
 /// The built-in default target: the embedded simulator, exactly as shipped in `scenarios/targets/sim.toml`.
 pub const DEFAULT_TARGET_TOML: &str = include_str!("../../scenarios/targets/sim.toml");
@@ -40,7 +41,17 @@ pub struct TargetFile {
     /// Observation timing.
     pub observe: Option<ObserveSettings>,
     /// Tenant settings of the embedded simulator (`kind = "simulator"` only).
-    pub simulator: Option<Spanned<toml::Table>>,
+    pub simulator: Option<Spanned<TenantConfig>>,
+}
+
+impl TargetFile {
+    /// The simulated tenant's settings: the `[simulator]` table, or the defaults.
+    pub fn tenant(&self) -> TenantConfig {
+        self.simulator
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Which kind of receiver the target is.

@@ -293,6 +293,23 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
             }
         }
         TargetKind::Simulator => {
+            let tenant = f.tenant();
+            if let (Some(table), Err(e)) = (&f.simulator, tenant.validate()) {
+                errs.push(src.error(table.span(), format!("[simulator] {e}")));
+            }
+            let known = tenant.mailbox_addresses();
+            for m in &f.mailboxes {
+                let a = m.get_ref().address.get_ref();
+                if !known.iter().any(|k| k.eq_ignore_ascii_case(a)) {
+                    errs.push(src.error(
+                        m.get_ref().address.span(),
+                        format!(
+                            "`{a}` is not a mailbox of the simulated tenant (its mailboxes: {}); add it under [[simulator.mailboxes]] or pick one of those",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
             for (role, ip) in f.senders.get_ref() {
                 if !ip.get_ref().0.is_loopback() {
                     errs.push(src.error(
