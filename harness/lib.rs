@@ -3,5 +3,6 @@
 //! Data flows one way: scenario → plan → attempts → observations → analysis → reports.
 
 pub mod record;
+pub mod reply;
 pub mod scenario;
 pub mod sim;

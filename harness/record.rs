@@ -1,9 +1,13 @@
 //! Record types shared by every stage: defined once, here.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::scenario::types::TlsMode;
 
 /// The outcome class of one attempted message (design notes, "Outcome classes").
 ///
@@ -89,4 +93,183 @@ impl FromStr for OutcomeClass {
                 )
             })
     }
+}
+
+/// Version of the JSONL record schemas below; bump on incompatible change.
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// The SMTP stage an exchange belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    /// The TCP connect (no reply; elapsed is the connect time).
+    Connect,
+    /// The TLS handshake (implicit TLS or after STARTTLS).
+    TlsHandshake,
+    /// The 220 greeting.
+    Greeting,
+    /// EHLO (or HELO) before TLS.
+    Ehlo,
+    /// STARTTLS.
+    Starttls,
+    /// EHLO again after TLS.
+    EhloTls,
+    /// MAIL FROM.
+    Mail,
+    /// One RCPT TO.
+    Rcpt,
+    /// DATA.
+    Data,
+    /// The end of data (`.`): the final reply for the message.
+    EndOfData,
+    /// RSET between messages on a reused connection.
+    Rset,
+    /// QUIT.
+    Quit,
+}
+
+/// One command and its reply, as seen on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exchange {
+    /// Which stage.
+    pub stage: Stage,
+    /// The command sent (without CRLF; message content is never copied here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The reply code, when a reply was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// The RFC 3463 enhanced status code, e.g. `4.7.500`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced: Option<String>,
+    /// Every text line of the reply, without the code prefix.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// Milliseconds from sending the command (or connecting) to the end of the reply.
+    pub elapsed_ms: f64,
+    /// Milliseconds since the run started when the reply ended.
+    pub at_ms: f64,
+}
+
+/// How the peer's certificate verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertVerification {
+    /// Chain and name verified.
+    Valid,
+    /// The certificate has expired (or is not yet valid).
+    Expired,
+    /// The certificate does not name the host.
+    NameMismatch,
+    /// The chain does not lead to a trusted root.
+    UnknownIssuer,
+    /// Another verification failure, with rustls's description.
+    Invalid(String),
+}
+
+/// What a TLS session negotiated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. `1.2` or `1.3`.
+    pub version: String,
+    /// Cipher suite, IANA name (e.g. `TLS13_AES_256_GCM_SHA384`).
+    pub cipher: String,
+    /// The peer certificate's subject, RFC 4514 form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_subject: Option<String>,
+    /// The peer certificate's DNS and IP subject alternative names.
+    #[serde(default)]
+    pub peer_sans: Vec<String>,
+    /// The peer certificate's expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_not_after: Option<DateTime<Utc>>,
+    /// The verification result.
+    pub verification: CertVerification,
+}
+
+/// The reply that decided an attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecidingReply {
+    /// The stage it answered.
+    pub stage: Stage,
+    /// Reply code.
+    pub code: u16,
+    /// Enhanced status code, if the server sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced: Option<String>,
+    /// The reply text, lines joined with a space.
+    pub text: String,
+}
+
+/// One attempted message: the unit every later stage counts. Exactly one per attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Record schema version.
+    pub schema: u32,
+    /// The run this attempt belongs to.
+    pub run_id: String,
+    /// `<phase>/<sender>/<tls>/<n>`: the `X-Harness-Seq` header; the same for every retry.
+    pub seq: String,
+    /// Unique id of this attempt: `<seq>#<attempt>`.
+    pub attempt_id: String,
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub attempt: u32,
+    /// The first attempt's id when this is a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    /// Phase name.
+    pub phase: String,
+    /// The planned burst's id.
+    pub burst: String,
+    /// Message index within the burst, from 0.
+    pub index: u32,
+    /// Sender role.
+    pub sender: String,
+    /// The source IP the connection was bound to.
+    pub source_ip: Ipv4Addr,
+    /// `host:port` connected to.
+    pub destination: String,
+    /// The TLS mode asked for.
+    pub tls_mode: TlsMode,
+    /// What TLS negotiated, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    /// The Message-ID header value (with angle brackets).
+    pub message_id: String,
+    /// Envelope recipients.
+    pub recipients: Vec<String>,
+    /// Message size in bytes as sent.
+    pub size: u64,
+    /// Connection number within the run, and this message's position on it (from 1).
+    pub connection: u64,
+    /// Position of this message on its connection, from 1.
+    pub connection_seq: u32,
+    /// When the schedule said to send it.
+    pub scheduled_at: DateTime<Utc>,
+    /// The same, in milliseconds since the run started (monotonic).
+    pub scheduled_ms: f64,
+    /// When the attempt started (its first command, or the connect).
+    pub started_at: DateTime<Utc>,
+    /// The same, in milliseconds since the run started.
+    pub started_ms: f64,
+    /// When the attempt's outcome was known.
+    pub finished_at: DateTime<Utc>,
+    /// The same, in milliseconds since the run started.
+    pub finished_ms: f64,
+    /// Every exchange, in order, including the connection's set-up (repeated on reused connections).
+    pub transcript: Vec<Exchange>,
+    /// The outcome class.
+    pub outcome: OutcomeClass,
+    /// The reply that decided the outcome, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<DecidingReply>,
+    /// The AS/S token of the deciding reply, e.g. `AS761`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The queue id (or message id) the receiver gave in its final 250.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_id: Option<String>,
+    /// For failures without a reply: what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }

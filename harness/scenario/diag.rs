@@ -59,11 +59,11 @@ impl SourceFile {
             location: Some(Location { line, col }),
             field: None,
             message: message.into(),
-            snippet: Some(Snippet {
+            snippet: Some(Box::new(Snippet {
                 line_text,
                 col,
                 width,
-            }),
+            })),
         }
     }
 
@@ -126,7 +126,7 @@ pub struct Diagnostic {
     pub field: Option<String>,
     /// What is wrong and what is expected.
     pub message: String,
-    snippet: Option<Snippet>,
+    snippet: Option<Box<Snippet>>,
 }
 
 impl Diagnostic {
