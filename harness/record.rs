@@ -273,3 +273,116 @@ pub struct AttemptRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// Where an observed message was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FolderKind {
+    /// The INBOX.
+    Inbox,
+    /// The folder flagged `\Junk` (SPECIAL-USE), whatever its name.
+    Junk,
+    /// Any other folder.
+    Other,
+}
+
+/// Whether an expected message was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObservationStatus {
+    /// An accepted message was found in a mailbox.
+    Found,
+    /// An accepted message was not found by the deadline.
+    Missing,
+    /// A message of this run was found that no attempt record says was accepted.
+    Anomaly,
+}
+
+/// What the receiver stamped on a delivered copy (reference: "Headers on the delivered copy").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The receiver's `Received:` line (the topmost one), unfolded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<String>,
+    /// TLS version from that line (`version=TLS1_2` gives `1.2`); `none` when it shows no TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// Cipher from that line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cipher: Option<String>,
+    /// X-Forefront-Antispam-Report CIP: the connecting IP the receiver saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cip: Option<String>,
+    /// SFV: spam filter verdict (NSPM, SPM, SKx, BLK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sfv: Option<String>,
+    /// SCL: spam confidence level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scl: Option<i32>,
+    /// CAT: category (NONE, SPM, BULK, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cat: Option<String>,
+    /// DIR: direction (INB, OUT, INT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// IPV: IP allow-list verdict (CAL, NLI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv: Option<String>,
+    /// X-MS-Exchange-Organization-AuthAs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_as: Option<String>,
+    /// Authentication-Results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authentication_results: Option<String>,
+    /// `dest:` of X-Microsoft-Antispam-Mailbox-Delivery (`I` inbox, `J` junk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_dest: Option<String>,
+}
+
+/// One observation: an accepted message found or missing, or a stray message of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservationRecord {
+    /// Record schema version.
+    pub schema: u32,
+    /// The run.
+    pub run_id: String,
+    /// The `X-Harness-Seq` of the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<String>,
+    /// The accepted attempt this observation belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_id: Option<String>,
+    /// The Message-ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The mailbox searched or found in.
+    pub mailbox: String,
+    /// Found, missing or anomaly.
+    pub status: ObservationStatus,
+    /// The folder's kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<FolderKind>,
+    /// The folder's name on the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_name: Option<String>,
+    /// IMAP UIDVALIDITY of the folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uidvalidity: Option<u32>,
+    /// IMAP UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    /// IMAP INTERNALDATE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_date: Option<DateTime<Utc>>,
+    /// The time of the final 250, from the attempt record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// Delivery latency in milliseconds (arrival − final 250), from the finer of INTERNALDATE and the Received date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// The receiver's headers.
+    #[serde(default)]
+    pub evidence: Evidence,
+    /// When this observation was made.
+    pub observed_at: DateTime<Utc>,
+}
