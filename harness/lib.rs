@@ -2,7 +2,9 @@
 //!
 //! Data flows one way: scenario → plan → attempts → observations → analysis → reports.
 
+pub mod analysis;
 pub mod record;
 pub mod reply;
+pub mod report;
 pub mod scenario;
 pub mod sim;

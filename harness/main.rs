@@ -32,6 +32,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-render a run's reports (summary.json, report.md, report.html, junit.xml) from its records.
+    Report {
+        /// The run directory, e.g. reports/<run-id>.
+        run_dir: PathBuf,
+    },
     /// Run the simulated Microsoft 365 tenant standalone (loopback SMTP, SMTPS, admin API) until Ctrl-C.
     Sim(mailharness::sim::SimArgs),
 }
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
             json,
         } => plan(&scenario, target.as_deref(), json),
         Command::Sim(args) => sim(args),
+        Command::Report { run_dir } => report(&run_dir),
     }
 }
 
@@ -70,6 +76,63 @@ fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
             })
         }
     }
+}
+
+/// Exit code: every expectation held.
+const EXIT_PASS: u8 = 0;
+/// Exit code: some expectation failed.
+const EXIT_FAIL: u8 = 1;
+
+/// `mailharness report`: analysis and reports from the run directory's records alone.
+fn report(run_dir: &Path) -> ExitCode {
+    let data = match mailharness::analysis::load_run_dir(run_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let missing = matches!(&e, mailharness::analysis::LoadError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+            return ExitCode::from(if missing { EXIT_CONFIG } else { EXIT_INFRA });
+        }
+    };
+    let summary = mailharness::analysis::analyse(&data);
+    if let Err(e) = mailharness::report::write_all(&summary, run_dir) {
+        eprintln!(
+            "error: cannot write reports into {}: {e}",
+            run_dir.display()
+        );
+        return ExitCode::from(EXIT_INFRA);
+    }
+    print_verdict(&summary, run_dir);
+    ExitCode::from(if summary.verdict == "pass" {
+        EXIT_PASS
+    } else {
+        EXIT_FAIL
+    })
+}
+
+/// One closing block for people: the verdict, failed checks, and where the reports are.
+fn print_verdict(s: &mailharness::analysis::Summary, run_dir: &Path) {
+    let passed = s.expectations.iter().filter(|v| v.passed).count();
+    println!(
+        "{}: {} of {} expectations held (scenario {}, run {})",
+        s.verdict.to_uppercase(),
+        passed,
+        s.expectations.len(),
+        s.scenario,
+        s.run_id
+    );
+    for v in s.expectations.iter().filter(|v| !v.passed) {
+        println!(
+            "  FAIL {}/{}/{}: {} — {}",
+            v.phase, v.sender, v.tls, v.check, v.detail
+        );
+    }
+    if let Some(t) = s.trace_check.as_ref().filter(|t| !t.agreed) {
+        println!("  FAIL trace cross-check: {}", t.mismatches.join("; "));
+    }
+    println!(
+        "  reports: {}/{{report.html,report.md,junit.xml,summary.json}}",
+        run_dir.display()
+    );
 }
 
 /// `mailharness plan`: loads both files, expands the plan, prints it or every error.

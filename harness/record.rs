@@ -386,3 +386,71 @@ pub struct ObservationRecord {
     /// When this observation was made.
     pub observed_at: DateTime<Utc>,
 }
+
+/// What a change step between phases did, and when it took effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The connector action (`create`, `update`, …).
+    pub action: String,
+    /// Connector name.
+    pub connector: String,
+    /// How it was applied (`simulator`, `prompt`, `hook`, `signal-file`).
+    pub apply: String,
+    /// Milliseconds since the run started when the change was applied.
+    pub applied_ms: f64,
+    /// How the harness waited (`settle` or `poll`).
+    pub wait: String,
+    /// For `poll`: milliseconds from applying until the first unthrottled probe; `None` if it never was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_after_ms: Option<f64>,
+    /// The probe attempts sent while polling (their attempt ids, in order).
+    #[serde(default)]
+    pub probes: Vec<String>,
+    /// Whether the poll deadline passed without the change taking effect.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// An error applying the change, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One phase as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    /// Phase name.
+    pub name: String,
+    /// The change step before it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<ChangeRecord>,
+    /// Milliseconds since the run started when its first burst started.
+    pub started_ms: f64,
+    /// Milliseconds since the run started when its last attempt finished.
+    pub finished_ms: f64,
+}
+
+/// The run's own record: what ran, when, and how it ended (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Record schema version.
+    pub schema: u32,
+    /// The run id (also the directory name).
+    pub run_id: String,
+    /// Scenario name.
+    pub scenario: String,
+    /// Target name.
+    pub target: String,
+    /// `simulator` or `tenant`.
+    pub target_kind: String,
+    /// Wall-clock start; `*_ms` fields elsewhere count from here.
+    pub started_at: DateTime<Utc>,
+    /// Wall-clock end.
+    pub finished_at: DateTime<Utc>,
+    /// The phases as they ran.
+    pub phases: Vec<PhaseRecord>,
+    /// Whether the run was interrupted (Ctrl-C) before it finished.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Why the run could not finish, if it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

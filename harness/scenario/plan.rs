@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::check::{parse_check, Check, Metric};
 use super::diag::{Diagnostic, Diagnostics};
@@ -30,7 +30,7 @@ const DEFAULT_POLL_DEADLINE: Duration = Duration::from_secs(600);
 const DEFAULT_APPLY_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The expanded, checked plan of one scenario against one target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
     /// Version of this JSON form.
     pub schema: u32,
@@ -63,7 +63,7 @@ pub struct Plan {
 }
 
 /// Where mail is delivered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Destination {
     /// The recipient domain.
     pub domain: String,
@@ -74,7 +74,7 @@ pub struct Destination {
 }
 
 /// One phase of the plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedPhase {
     /// Phase name.
     pub name: String,
@@ -93,7 +93,7 @@ pub struct PlannedPhase {
 }
 
 /// A connector change and how to wait for it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedChange {
     /// What happens to the connector.
     pub action: ConnectorAction,
@@ -124,7 +124,7 @@ pub struct PlannedChange {
 }
 
 /// One burst from one sender role.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedBurst {
     /// `<phase>/<sender>/<tls>/<index in phase>`: stable id used in records.
     pub id: String,
@@ -161,7 +161,7 @@ pub struct PlannedBurst {
 }
 
 /// One check of one cell.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedExpectation {
     /// Phase name.
     pub phase: String,
@@ -174,7 +174,7 @@ pub struct PlannedExpectation {
 }
 
 /// The guard-rail check of a plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuardReport {
     /// Recipient domains allowed.
     pub allowed_domains: Vec<String>,

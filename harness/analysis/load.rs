@@ -1,0 +1,154 @@
+//! Reading a run directory's records back.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::record::{AttemptRecord, ObservationRecord, RunRecord};
+use crate::scenario::plan::Plan;
+
+/// File names inside `reports/<run-id>/`.
+pub mod files {
+    /// The expanded plan the run executed.
+    pub const PLAN: &str = "plan.json";
+    /// The run's own record.
+    pub const RUN: &str = "run.json";
+    /// One line per attempted message.
+    pub const ATTEMPTS: &str = "attempts.jsonl";
+    /// One line per observed (or missing) message.
+    pub const OBSERVATIONS: &str = "observations.jsonl";
+    /// The simulator's message trace for the run (simulator runs only).
+    pub const SIM_TRACE: &str = "sim-trace.jsonl";
+    /// The analysis.
+    pub const SUMMARY: &str = "summary.json";
+    /// The Markdown report.
+    pub const REPORT_MD: &str = "report.md";
+    /// The HTML report.
+    pub const REPORT_HTML: &str = "report.html";
+    /// The JUnit report.
+    pub const JUNIT: &str = "junit.xml";
+}
+
+/// The fields of a simulator trace record that the cross-check needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TraceEntry {
+    /// The connecting IP.
+    pub source_ip: String,
+    /// The transaction's decision, snake_case (`accepted`, `throttled`, `tls_required`, …).
+    pub decision: String,
+    /// The Message-ID, when the message got that far.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+/// Everything analysis reads.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// The plan.
+    pub plan: Plan,
+    /// The run record.
+    pub run: RunRecord,
+    /// Every attempt.
+    pub attempts: Vec<AttemptRecord>,
+    /// Every observation (empty when the run was not observed).
+    pub observations: Vec<ObservationRecord>,
+    /// The simulator's trace, when the run has one.
+    pub trace: Option<Vec<TraceEntry>>,
+}
+
+/// Why a run directory could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file's content is not what it should be.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line (1 for whole-file JSON).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| LoadError::Parse {
+        path: path.to_path_buf(),
+        line: e.line(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads a JSONL file; a torn last line (an interrupted write) is skipped, any other bad line is an error.
+fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
+    let f = std::fs::File::open(path).map_err(|source| LoadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let lines: Vec<String> = BufReader::new(f)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let mut out = Vec::with_capacity(lines.len());
+    let last = lines.len();
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(l) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == last && !l.ends_with('}') => {}
+            Err(e) => {
+                return Err(LoadError::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a run directory. `observations.jsonl` and `sim-trace.jsonl` are optional.
+pub fn load_run_dir(dir: &Path) -> Result<RunData, LoadError> {
+    let plan: Plan = read_json(&dir.join(files::PLAN))?;
+    let run: RunRecord = read_json(&dir.join(files::RUN))?;
+    let attempts = read_jsonl(&dir.join(files::ATTEMPTS))?;
+    let obs_path = dir.join(files::OBSERVATIONS);
+    let observations = if obs_path.exists() {
+        read_jsonl(&obs_path)?
+    } else {
+        Vec::new()
+    };
+    let trace_path = dir.join(files::SIM_TRACE);
+    let trace = if trace_path.exists() {
+        Some(read_jsonl(&trace_path)?)
+    } else {
+        None
+    };
+    Ok(RunData {
+        plan,
+        run,
+        attempts,
+        observations,
+        trace,
+    })
+}

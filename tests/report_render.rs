@@ -1,0 +1,348 @@
+//! `mailharness report` renders analysis and the four reports from a run directory's records alone,
+//! reproduces `summary.json` byte for byte, and fails (exit 1) when an expectation does not hold.
+//!
+//! The run directory is written here from the plan of the shipped main scenario and attempt records
+//! shaped like the simulator's replies, so the analysis is checked on known numbers.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+use chrono::{Duration, TimeZone, Utc};
+use mailharness::record::*;
+use mailharness::scenario::{self, types::TlsMode};
+
+fn reply(stage: Stage, code: u16, enhanced: &str, text: &str) -> DecidingReply {
+    DecidingReply {
+        stage,
+        code,
+        enhanced: Some(enhanced.into()),
+        text: text.into(),
+    }
+}
+
+/// Writes a complete run directory; `spoil` lets a test break one record.
+fn write_run(dir: &Path, spoil: impl Fn(&mut AttemptRecord)) {
+    let scn = scenario::load_scenario(Path::new("scenarios/connector-before-after.toml")).unwrap();
+    let tgt = scenario::load_target(None).unwrap();
+    let plan = scenario::build_plan(&scn, &tgt).unwrap();
+    std::fs::write(
+        dir.join("plan.json"),
+        serde_json::to_string_pretty(&plan).unwrap(),
+    )
+    .unwrap();
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 27, 9, 0, 0).unwrap();
+    let mut attempts = Vec::new();
+    let mut observations = Vec::new();
+    let mut trace = Vec::new();
+    let mut phases = Vec::new();
+    let mut clock = 0.0;
+    let mut conn = 0;
+    for phase in &plan.phases {
+        let started = clock;
+        let mut used: std::collections::HashMap<String, u32> = Default::default();
+        for b in &phase.bursts {
+            for i in 0..b.count {
+                conn += 1;
+                let seq = format!("{}/{}/{}/{}", phase.name, b.sender, b.tls, i);
+                let n = used.entry(b.sender.clone()).or_default();
+                *n += 1;
+                // The simulator's story: 5 tokens per IP before the connector; TLS required after.
+                let (outcome, rep, token) = match (phase.name.as_str(), b.tls) {
+                    ("before", _) if *n <= 5 => (
+                        OutcomeClass::Accepted,
+                        reply(
+                            Stage::EndOfData,
+                            250,
+                            "2.6.0",
+                            "<x> Queued mail for delivery",
+                        ),
+                        None,
+                    ),
+                    ("before", _) => (
+                        OutcomeClass::Throttled,
+                        reply(
+                            Stage::Rcpt,
+                            451,
+                            "4.7.500",
+                            &format!(
+                                "Server busy. Please try again later from [{}]. (AS761)",
+                                b.source_ip
+                            ),
+                        ),
+                        Some("AS761".to_string()),
+                    ),
+                    (_, TlsMode::None) => (
+                        OutcomeClass::TlsRequired,
+                        reply(
+                            Stage::Rcpt,
+                            451,
+                            "5.7.3",
+                            "STARTTLS is required to send mail",
+                        ),
+                        None,
+                    ),
+                    _ => (
+                        OutcomeClass::Accepted,
+                        reply(
+                            Stage::EndOfData,
+                            250,
+                            "2.6.0",
+                            "<x> Queued mail for delivery",
+                        ),
+                        None,
+                    ),
+                };
+                let start_ms = clock;
+                clock += 100.0;
+                let tls = (b.tls != TlsMode::None).then(|| TlsInfo {
+                    version: "1.3".into(),
+                    cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                    peer_subject: Some("CN=mail.protection.outlook.com".into()),
+                    peer_sans: vec!["*.mail.protection.outlook.com".into()],
+                    peer_not_after: None,
+                    verification: CertVerification::Valid,
+                });
+                let mid = format!("<{}.{}@mailharness.test>", phase.name, attempts.len());
+                let mut a = AttemptRecord {
+                    schema: RECORD_SCHEMA,
+                    run_id: "test-run".into(),
+                    seq: seq.clone(),
+                    attempt_id: format!("{seq}#1"),
+                    attempt: 1,
+                    retry_of: None,
+                    phase: phase.name.clone(),
+                    burst: b.id.clone(),
+                    index: i,
+                    sender: b.sender.clone(),
+                    source_ip: b.source_ip,
+                    destination: "127.0.0.1:2525".into(),
+                    tls_mode: b.tls,
+                    tls,
+                    message_id: mid.clone(),
+                    recipients: vec![b.recipients[0].clone()],
+                    size: 2048,
+                    connection: conn,
+                    connection_seq: 1,
+                    scheduled_at: t0 + Duration::milliseconds(start_ms as i64),
+                    scheduled_ms: start_ms,
+                    started_at: t0 + Duration::milliseconds(start_ms as i64),
+                    started_ms: start_ms,
+                    finished_at: t0 + Duration::milliseconds(clock as i64),
+                    finished_ms: clock,
+                    transcript: vec![Exchange {
+                        stage: Stage::Mail,
+                        command: Some("MAIL FROM:<h@x>".into()),
+                        code: Some(250),
+                        enhanced: Some("2.1.0".into()),
+                        lines: vec!["Sender OK".into()],
+                        elapsed_ms: 1.0,
+                        at_ms: start_ms,
+                    }],
+                    outcome,
+                    reply: Some(rep),
+                    token,
+                    queue_id: None,
+                    error: None,
+                };
+                spoil(&mut a);
+                if a.outcome == OutcomeClass::Accepted {
+                    observations.push(ObservationRecord {
+                        schema: RECORD_SCHEMA,
+                        run_id: "test-run".into(),
+                        seq: Some(seq.clone()),
+                        attempt_id: Some(a.attempt_id.clone()),
+                        message_id: Some(mid.clone()),
+                        mailbox: a.recipients[0].clone(),
+                        status: ObservationStatus::Found,
+                        folder: Some(FolderKind::Inbox),
+                        folder_name: Some("INBOX".into()),
+                        uidvalidity: Some(1),
+                        uid: Some(attempts.len() as u32 + 1),
+                        internal_date: Some(a.finished_at),
+                        accepted_at: Some(a.finished_at),
+                        latency_ms: Some(200.0 + f64::from(i)),
+                        evidence: Evidence::default(),
+                        observed_at: a.finished_at,
+                    });
+                }
+                trace.push(serde_json::json!({
+                    "source_ip": a.source_ip.to_string(),
+                    "decision": match a.outcome { OutcomeClass::Accepted => "accepted", OutcomeClass::Throttled => "throttled", OutcomeClass::TlsRequired => "tls_required", _ => "rejected" },
+                    "message_id": (a.outcome == OutcomeClass::Accepted).then_some(mid),
+                }));
+                attempts.push(a);
+            }
+        }
+        phases.push(PhaseRecord {
+            name: phase.name.clone(),
+            change: phase.change.as_ref().map(|c| ChangeRecord {
+                action: "create".into(),
+                connector: c.connector_name.clone(),
+                apply: "simulator".into(),
+                applied_ms: started - 3000.0,
+                wait: "poll".into(),
+                effective_after_ms: Some(3012.0),
+                probes: vec!["probe#1".into(), "probe#2".into()],
+                timed_out: false,
+                error: None,
+            }),
+            started_ms: started,
+            finished_ms: clock,
+        });
+        clock += 4000.0;
+    }
+    let run = RunRecord {
+        schema: RECORD_SCHEMA,
+        run_id: "test-run".into(),
+        scenario: plan.scenario.clone(),
+        target: plan.target.clone(),
+        target_kind: "simulator".into(),
+        started_at: t0,
+        finished_at: t0 + Duration::milliseconds(clock as i64),
+        phases,
+        interrupted: false,
+        error: None,
+    };
+    std::fs::write(
+        dir.join("run.json"),
+        serde_json::to_string_pretty(&run).unwrap(),
+    )
+    .unwrap();
+    let mut f = std::fs::File::create(dir.join("attempts.jsonl")).unwrap();
+    for a in &attempts {
+        writeln!(f, "{}", serde_json::to_string(a).unwrap()).unwrap();
+    }
+    let mut f = std::fs::File::create(dir.join("observations.jsonl")).unwrap();
+    for o in &observations {
+        writeln!(f, "{}", serde_json::to_string(o).unwrap()).unwrap();
+    }
+    let mut f = std::fs::File::create(dir.join("sim-trace.jsonl")).unwrap();
+    for t in &trace {
+        writeln!(f, "{t}").unwrap();
+    }
+}
+
+fn report(dir: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .arg("report")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_designed_story_passes_and_re_rendering_is_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), |_| {});
+    let (code, out) = report(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    for f in ["summary.json", "report.md", "report.html", "junit.xml"] {
+        assert!(dir.path().join(f).exists(), "{f} missing");
+    }
+    let first = std::fs::read(dir.path().join("summary.json")).unwrap();
+    let (code, _) = report(dir.path());
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        first,
+        std::fs::read(dir.path().join("summary.json")).unwrap(),
+        "summary.json must be reproducible"
+    );
+
+    let s: serde_json::Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(s["schema"], 1);
+    assert_eq!(s["verdict"], "pass");
+    assert_eq!(s["trace_check"]["agreed"], true);
+    // before: 24 messages per IP over two bursts, 5 accepted then AS761.
+    let before_none = s["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["phase"] == "before" && c["sender"] == "primary" && c["tls"] == "none")
+        .unwrap();
+    assert_eq!(before_none["sent"], 12);
+    assert_eq!(before_none["accepted"], 5);
+    assert_eq!(before_none["throttled"], 7);
+    assert_eq!(before_none["throttle_onset"]["index"], 5);
+    assert_eq!(before_none["tokens"]["AS761"], 7);
+    let deltas = s["deltas"].as_array().unwrap();
+    assert!(deltas.iter().any(|d| d["sender"] == "secondary"
+        && d["tls"] == "starttls"
+        && d["throttle_rate_before"] == 1.0
+        && d["throttle_rate_after"] == 0.0));
+    assert_eq!(s["phases"][1]["change"]["effective_after_s"], 3.012);
+    let throttling = s["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["token"] == "AS761")
+        .unwrap();
+    assert_eq!(throttling["family"], "ip-throttling");
+    assert_eq!(throttling["connector"], "helps");
+
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        s["expectations"].as_array().unwrap().len() + 1
+    );
+    assert!(!junit.contains("<failure"));
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("id=\"matrix-table\"")
+            && html.contains("class=\"chart timeline\"")
+            && html.contains("class=\"chart deltas\"")
+            && html.contains("class=\"chart latency\"")
+    );
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(),
+        "no network references"
+    );
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(
+        md.contains("| before | primary | 127.0.0.2 | none | 12 | 5 (42%) | 7 (58%)"),
+        "{md}"
+    );
+}
+
+#[test]
+fn a_failed_expectation_exits_1_and_junit_quotes_the_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    // One message after the connector is throttled: `throttle_rate <= 0.0` must fail for that cell.
+    write_run(dir.path(), |a| {
+        if a.seq == "after/secondary/starttls/3" {
+            a.outcome = OutcomeClass::Throttled;
+            a.reply = Some(reply(
+                Stage::Rcpt,
+                451,
+                "4.7.500",
+                "Server busy. Please try again later from [127.0.0.3]. (AS761)",
+            ));
+            a.token = Some("AS761".into());
+        }
+    });
+    let (code, out) = report(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL after/secondary/starttls: throttle_rate <= 0"),
+        "{out}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(junit.contains("1 of 12 sent were throttled"), "{junit}");
+    // The trace was written from the spoiled records too, so it still agrees.
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["verdict"], "fail");
+}
+
+#[test]
+fn a_missing_run_directory_is_a_usage_error() {
+    let (code, out) = report(Path::new("reports/does-not-exist"));
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("plan.json"), "{out}");
+}
