@@ -140,6 +140,8 @@ pub struct FrontEndConfig {
     pub data_timeout: HumanDuration,
     /// Whether 4xx/5xx replies end with the EOP trailer.
     pub reply_trailer: bool,
+    /// Threads running SMTP sessions: 1 = one event loop (best on small machines), more = a pool.
+    pub worker_threads: usize,
 }
 
 impl Default for FrontEndConfig {
@@ -152,6 +154,7 @@ impl Default for FrontEndConfig {
             command_timeout: HumanDuration(Duration::from_secs(300)),
             data_timeout: HumanDuration(Duration::from_secs(600)),
             reply_trailer: true,
+            worker_threads: 1,
         }
     }
 }
@@ -643,6 +646,9 @@ impl TenantConfig {
         if self.front_end.max_recipients == 0 {
             return err("front_end.max_recipients", "must be at least 1".into());
         }
+        if !(1..=64).contains(&self.front_end.worker_threads) {
+            return err("front_end.worker_threads", "must be 1 to 64".into());
+        }
         if self.front_end.max_message_size.0 == 0 {
             return err("front_end.max_message_size", "must be at least 1".into());
         }
@@ -714,6 +720,16 @@ mod tests {
             c.connectors.tls_required_reply.to_string(),
             DEFAULT_TLS_REQUIRED_REPLY
         );
+    }
+
+    #[test]
+    fn shipped_default_tenant_file_equals_the_defaults() {
+        let text = include_str!("../../scenarios/tenants/default.toml");
+        let file = TenantConfig::from_toml_str(text).expect("default.toml parses");
+        file.validate().expect("valid");
+        let a = serde_json::to_value(&file).unwrap();
+        let b = serde_json::to_value(TenantConfig::default()).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! The queue lives in memory, bounded by `delivery.queue_capacity`: when it is full the final
 //! `250 2.6.0` waits (back-pressure), so a burst never loses a message. On shutdown every queued
 //! message is delivered at once, ignoring the remaining delay.
+//!
+//! A message is stored no earlier than `delivery.delay` after its final 250 and, load permitting,
+//! at most `DELIVERY_BATCH_SLEEP` (2 ms) later: the thread sleeps at least that long so that
+//! messages falling due together are stored in one batch.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +26,8 @@ use super::trace::{DeliveryTrace, TraceLog, TraceRecord};
 const TRACE_FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 /// Flush the trace after this many unflushed records.
 const TRACE_FLUSH_BATCH: usize = 512;
+/// Shortest sleep of the delivery thread: a message is stored at most this long after its due time.
+const DELIVERY_BATCH_SLEEP: Duration = Duration::from_millis(2);
 /// Attempts to store one copy before giving up on it.
 const STORE_ATTEMPTS: u32 = 3;
 
@@ -107,6 +113,8 @@ pub fn spawn_worker(
         .name("sim-delivery".into())
         .spawn(move || {
             let mut unflushed: Vec<bool> = Vec::new();
+            // Reused for every file: the stamped headers followed by the message.
+            let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
             let mut last_flush = Instant::now();
             let flush = |unflushed: &mut Vec<bool>, last_flush: &mut Instant| {
                 if unflushed.is_empty() {
@@ -144,7 +152,7 @@ pub fn spawn_worker(
                 wait_until(job.due, &draining, || {
                     flush(&mut unflushed, &mut last_flush)
                 });
-                let ok = deliver(*job, &store, &trace, &clock);
+                let ok = deliver(*job, &store, &trace, &clock, &mut buf);
                 unflushed.push(ok);
                 if unflushed.len() >= TRACE_FLUSH_BATCH
                     || last_flush.elapsed() >= TRACE_FLUSH_INTERVAL
@@ -171,11 +179,19 @@ fn wait_until(due: Instant, draining: &AtomicBool, mut before_sleep: impl FnMut(
             before_sleep();
             flushed = true;
         }
-        thread::sleep((due - now).min(Duration::from_millis(50)));
+        // Sleep at least DELIVERY_BATCH_SLEEP: messages that fall due meanwhile are then stored
+        // in one batch instead of one wake-up per message.
+        thread::sleep((due - now).clamp(DELIVERY_BATCH_SLEEP, Duration::from_millis(50)));
     }
 }
 
-fn deliver(job: Job, store: &MaildirStore, trace: &TraceLog, clock: &Clock) -> bool {
+fn deliver(
+    job: Job,
+    store: &MaildirStore,
+    trace: &TraceLog,
+    clock: &Clock,
+    buf: &mut Vec<u8>,
+) -> bool {
     let Job {
         head,
         content,
@@ -184,12 +200,15 @@ fn deliver(job: Job, store: &MaildirStore, trace: &TraceLog, clock: &Clock) -> b
         mut record,
         ..
     } = job;
-    let parts: [&[u8]; 2] = [head.as_bytes(), &content];
+    buf.clear();
+    buf.extend_from_slice(head.as_bytes());
+    buf.extend_from_slice(&content);
+    drop(content);
     let mut errors = Vec::new();
     for m in &mailboxes {
         let mut last_err = None;
         for attempt in 0..STORE_ATTEMPTS {
-            match store.deliver(m, folder, &parts, clock.wall(Instant::now())) {
+            match store.deliver(m, folder, buf, clock.wall(Instant::now())) {
                 Ok(path) => {
                     record.deliveries.push(DeliveryTrace {
                         mailbox: m.clone(),

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -46,6 +46,8 @@ use policy::{Clock, Policy};
 use store::MaildirStore;
 use trace::TraceLog;
 
+/// Pending-connection queue of the SMTP listeners.
+const LISTEN_BACKLOG: u32 = 1024;
 /// How long shutdown waits for open SMTP sessions to say goodbye.
 const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -100,6 +102,7 @@ pub(crate) struct Shared {
     pub(crate) session_seq: AtomicU64,
     pub(crate) internal_base: u64,
     pub(crate) internal_seq: AtomicU64,
+    pub(crate) nmid_seed: u128,
 }
 
 /// A running simulator. Drop it or call [`SimHandle::shutdown`] to stop it.
@@ -115,6 +118,7 @@ pub struct SimHandle {
     tasks: JoinSet<()>,
     draining: Arc<AtomicBool>,
     worker: Option<std::thread::JoinHandle<()>>,
+    front_end: Option<std::thread::JoinHandle<()>>,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, SimError> {
@@ -152,15 +156,12 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
     };
 
     let listen = &config.listen;
-    let smtp = bind(SocketAddr::from((listen.address, listen.smtp_port)), "SMTP").await?;
+    let smtp = bind_socket(SocketAddr::from((listen.address, listen.smtp_port)), "SMTP")?;
     let smtps = match &tls {
-        Some(_) => Some(
-            bind(
-                SocketAddr::from((listen.address, listen.smtps_port)),
-                "SMTPS",
-            )
-            .await?,
-        ),
+        Some(_) => Some(bind_socket(
+            SocketAddr::from((listen.address, listen.smtps_port)),
+            "SMTPS",
+        )?),
         None => None,
     };
     let admin = bind(
@@ -168,13 +169,17 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         "admin API",
     )
     .await?;
-    let local = |l: &TcpListener, what: &str| {
-        l.local_addr()
-            .map_err(|e| SimError::io(format!("reading the {what} listener address"), e))
+    let read_err = |what: &str| {
+        let what = what.to_string();
+        move |e| SimError::io(format!("reading the {what} listener address"), e)
     };
-    let smtp_addr = local(&smtp, "SMTP")?;
-    let smtps_addr = smtps.as_ref().map(|l| local(l, "SMTPS")).transpose()?;
-    let admin_addr = local(&admin, "admin API")?;
+    let smtp_addr = smtp.local_addr().map_err(read_err("SMTP"))?;
+    let smtps_addr = smtps
+        .as_ref()
+        .map(|l| l.local_addr().map_err(read_err("SMTPS")))
+        .transpose()?;
+    let admin_addr = admin.local_addr().map_err(read_err("admin API"))?;
+    let front_end_threads = config.front_end.worker_threads;
 
     let (queue_tx, queue_rx) = mpsc::channel(config.delivery.queue_capacity);
     let stats = Arc::new(Stats::default());
@@ -196,6 +201,7 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         session_seq: AtomicU64::new(0),
         internal_base: (now_unix as u64 % 100_000) * 1_000_000_000,
         internal_seq: AtomicU64::new(1),
+        nmid_seed: uuid::Uuid::new_v4().as_u128(),
         policy: Policy::new(config, clock, Instant::now()),
         fqdn,
     });
@@ -203,16 +209,15 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         .map_err(|e| SimError::io("starting the delivery thread", e))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    tasks.spawn(accept_loop(
+    let front_end = spawn_front_end(
+        front_end_threads,
         smtp,
+        smtps,
         shared.clone(),
-        false,
         shutdown_rx.clone(),
-    ));
-    if let Some(l) = smtps {
-        tasks.spawn(accept_loop(l, shared.clone(), true, shutdown_rx.clone()));
-    }
+    )
+    .await?;
+    let mut tasks = JoinSet::new();
     let router = admin::router(shared.clone());
     let mut admin_shutdown = shutdown_rx.clone();
     tasks.spawn(async move {
@@ -238,7 +243,92 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         tasks,
         draining,
         worker: Some(worker),
+        front_end: Some(front_end),
     })
+}
+
+/// Binds (without listening yet) a loopback SMTP socket.
+fn bind_socket(addr: SocketAddr, what: &str) -> Result<TcpSocket, SimError> {
+    if !addr.ip().is_loopback() {
+        return Err(SimError::Config(format!(
+            "listen.address {}: the simulator listens on loopback only (127.0.0.0/8)",
+            addr.ip()
+        )));
+    }
+    let err = |e| SimError::io(format!("binding the {what} listener on {addr}"), e);
+    let sock = TcpSocket::new_v4().map_err(err)?;
+    sock.set_reuseaddr(true).map_err(err)?;
+    sock.bind(addr).map_err(err)?;
+    Ok(sock)
+}
+
+/// Runs the SMTP listeners and sessions on their own runtime thread(s), like an MTA's event
+/// loop: `front_end.worker_threads = 1` is a single-threaded loop (no cross-thread wake-ups).
+async fn spawn_front_end(
+    threads: usize,
+    smtp: TcpSocket,
+    smtps: Option<TcpSocket>,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<std::thread::JoinHandle<()>, SimError> {
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), SimError>>();
+    let handle = std::thread::Builder::new()
+        .name("sim-smtp".into())
+        .spawn(move || {
+            let built = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("sim-smtp-worker")
+                    .enable_all()
+                    .build()
+            };
+            let rt = match built {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(SimError::io("starting the SMTP runtime", e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listen = |s: TcpSocket, what: &str| {
+                    s.listen(LISTEN_BACKLOG)
+                        .map_err(|e| SimError::io(format!("listening on the {what} socket"), e))
+                };
+                let smtp = match listen(smtp, "SMTP") {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let smtps = match smtps.map(|s| listen(s, "SMTPS")).transpose() {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut set = JoinSet::new();
+                set.spawn(accept_loop(smtp, shared.clone(), false, shutdown.clone()));
+                if let Some(l) = smtps {
+                    set.spawn(accept_loop(l, shared, true, shutdown));
+                }
+                while set.join_next().await.is_some() {}
+            });
+        })
+        .map_err(|e| SimError::io("starting the SMTP thread", e))?;
+    match ready_rx.await {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(SimError::Internal(
+            "the SMTP thread stopped during start-up".into(),
+        )),
+    }
 }
 
 async fn accept_loop(
@@ -399,6 +489,12 @@ impl SimHandle {
                     return Err(SimError::Internal(format!("a listener task panicked: {e}")));
                 }
             }
+        }
+        if let Some(f) = self.front_end.take() {
+            tokio::task::spawn_blocking(move || f.join())
+                .await
+                .map_err(|e| SimError::Internal(format!("joining the SMTP thread: {e}")))?
+                .map_err(|_| SimError::Internal("the SMTP thread panicked".into()))?;
         }
         self.draining.store(true, Ordering::Release);
         let _ = self.shared.queue.send(QueueMsg::Stop).await;

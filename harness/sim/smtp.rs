@@ -233,6 +233,9 @@ impl Session {
         let mut buf = vec![0u8; READ_BUF];
         let mut out: Vec<u8> = Vec::with_capacity(4096);
         let mut receiver = RequestReceiver::default();
+        // One registration for the whole session, not one per read.
+        let shutdown_signal = shutdown.changed();
+        tokio::pin!(shutdown_signal);
         loop {
             let limit = match self.mode {
                 Mode::Data { .. } | Mode::SkipBytes(_) => self.cfg().front_end.data_timeout.0,
@@ -251,7 +254,7 @@ impl Session {
                         return Ok(Flow::Close);
                     }
                 },
-                _ = shutdown.changed() => {
+                _ = &mut shutdown_signal => {
                     let r = Reply::new(421, "4.3.2", "Service not available, closing transmission channel");
                     self.end_transaction_abandoned();
                     self.send(&mut out, r);
@@ -598,7 +601,8 @@ impl Session {
         let received_at = self.now_wall();
         let size = msg.len() as u64;
         let parsed = store::parse(msg);
-        let nmid = uuid::Uuid::new_v4().to_string();
+        let seq = self.shared.internal_seq.fetch_add(1, Ordering::Relaxed);
+        let nmid = network_message_id(self.shared.nmid_seed, seq);
         let added_id = parsed
             .message_id
             .is_none()
@@ -637,8 +641,7 @@ impl Session {
             junk: junk_rule.is_some(),
             add_message_id: added_id.as_deref(),
         });
-        let internal_id =
-            self.shared.internal_base + self.shared.internal_seq.fetch_add(1, Ordering::Relaxed);
+        let internal_id = self.shared.internal_base + seq;
         let reply = Reply::new(
             250,
             "2.6.0",
@@ -745,6 +748,16 @@ impl Session {
         let rec = self.record(&txn, decision, reason, reply);
         self.write_refusal(rec);
     }
+}
+
+/// A GUID-shaped Network-Message-Id, unique per message without a `getrandom` call each time:
+/// an odd-multiplier bijection of the sequence number, offset by a per-start random seed.
+fn network_message_id(seed: u128, seq: u64) -> String {
+    const ODD: u128 = 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835;
+    let v = seed.wrapping_add(u128::from(seq).wrapping_mul(ODD));
+    uuid::Builder::from_random_bytes(v.to_be_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 fn into_owned(req: Request<Cow<'_, str>>) -> Request<String> {

@@ -12,13 +12,16 @@
 //! `<secs>.M<usecs>P<pid>Q<n>.mailharness,S=<size>,W=<size>` (Dovecot reads `S=`/`W=` as sizes;
 //! files keep the CRLF line ends received over SMTP, so both sizes are equal).
 
-use std::fs::{self, File, OpenOptions};
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use rustix::fs::{Mode, OFlags};
 
 use super::config::JunkConfig;
 use super::trace::TlsInfo;
@@ -58,20 +61,43 @@ impl Folder {
     }
 }
 
+/// Open directory handles of one folder: `tmp/` and `new/`.
+#[derive(Debug)]
+struct FolderDirs {
+    tmp: OwnedFd,
+    new: OwnedFd,
+    new_path: PathBuf,
+}
+
 /// The Maildir tree of every mailbox.
+///
+/// Files are created with `openat`/`renameat` relative to directory handles opened once, so
+/// storing a message costs no path walks.
 #[derive(Debug)]
 pub struct MaildirStore {
     root: PathBuf,
+    /// Lower-cased address → [Inbox, Junk Email] directory handles.
+    dirs: HashMap<String, [FolderDirs; 2]>,
     fsync: bool,
     seq: AtomicU64,
     pid: u32,
 }
 
+fn open_dir(path: &Path) -> Result<OwnedFd, SimError> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| SimError::io(format!("opening {}", path.display()), e.into()))
+}
+
 impl MaildirStore {
     /// Creates the tree (idempotent) for each mailbox address.
     pub fn create(root: &Path, mailboxes: &[String], fsync: bool) -> Result<Self, SimError> {
-        let store = MaildirStore {
+        let mut store = MaildirStore {
             root: root.to_path_buf(),
+            dirs: HashMap::new(),
             fsync,
             seq: AtomicU64::new(0),
             pid: std::process::id(),
@@ -94,6 +120,18 @@ impl MaildirStore {
                     }
                 }
             }
+            let handles = |folder: Folder| -> Result<FolderDirs, SimError> {
+                let d = base.join(folder.dir());
+                Ok(FolderDirs {
+                    tmp: open_dir(&d.join("tmp"))?,
+                    new: open_dir(&d.join("new"))?,
+                    new_path: d.join("new"),
+                })
+            };
+            store.dirs.insert(
+                m.to_ascii_lowercase(),
+                [handles(Folder::Inbox)?, handles(Folder::Junk)?],
+            );
             let subs = base.join("subscriptions");
             if !subs.exists() {
                 fs::write(&subs, "Junk Email\n")
@@ -126,15 +164,27 @@ impl MaildirStore {
     }
 
     /// Stores one message: write to `tmp/`, optionally fsync, rename into `new/`.
+    ///
+    /// `address` must be one of the mailboxes the store was created with (lower-cased).
     pub fn deliver(
         &self,
         address: &str,
         folder: Folder,
-        parts: &[&[u8]],
+        content: &[u8],
         now: DateTime<Utc>,
     ) -> Result<PathBuf, SimError> {
-        let dir = self.mailbox_dir(address)?.join(folder.dir());
-        let size: usize = parts.iter().map(|p| p.len()).sum();
+        let dirs = self
+            .dirs
+            .get(address)
+            .or_else(|| self.dirs.get(&address.to_ascii_lowercase()))
+            .ok_or_else(|| {
+                SimError::Config(format!("`{address}` is not a mailbox of this tenant"))
+            })?;
+        let d = &dirs[match folder {
+            Folder::Inbox => 0,
+            Folder::Junk => 1,
+        }];
+        let size = content.len();
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!(
             "{}.M{}P{}Q{}.mailharness,S={size},W={size}",
@@ -143,31 +193,28 @@ impl MaildirStore {
             self.pid,
             n
         );
-        let tmp = dir.join("tmp").join(&name);
-        let new = dir.join("new").join(&name);
         let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            if parts.len() == 1 {
-                f.write_all(parts[0])?;
-            } else {
-                let mut buf = Vec::with_capacity(size);
-                for p in parts {
-                    buf.extend_from_slice(p);
-                }
-                f.write_all(&buf)?;
-            }
+            let fd = rustix::fs::openat(
+                &d.tmp,
+                name.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::WUSR,
+            )?;
+            let mut f = File::from(fd);
+            f.write_all(content)?;
             if self.fsync {
                 f.sync_all()?;
             }
             drop(f);
-            fs::rename(&tmp, &new)?;
+            rustix::fs::renameat(&d.tmp, name.as_str(), &d.new, name.as_str())?;
             if self.fsync {
-                File::open(dir.join("new"))?.sync_all()?;
+                rustix::fs::fsync(&d.new)?;
             }
             Ok(())
         };
+        let new = d.new_path.join(&name);
         write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
+            let _ = rustix::fs::unlinkat(&d.tmp, name.as_str(), rustix::fs::AtFlags::empty());
             SimError::io(format!("storing message in {}", new.display()), e)
         })?;
         Ok(new)
@@ -456,7 +503,7 @@ mod tests {
             .deliver(
                 "QA1@contoso.example",
                 Folder::Junk,
-                &[b"a: b\r\n", b"\r\nx\r\n"],
+                b"a: b\r\n\r\nx\r\n",
                 Utc::now(),
             )
             .unwrap();

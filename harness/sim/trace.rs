@@ -148,11 +148,11 @@ impl TraceLog {
 
     /// Buffers one record; it reaches the file at the next `flush`.
     pub fn append(&self, record: &TraceRecord) -> Result<(), SimError> {
-        let mut line = serde_json::to_vec(record)
-            .map_err(|e| SimError::Internal(format!("serializing a trace record: {e}")))?;
-        line.push(b'\n');
         let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        f.write_all(&line)
+        let w: &mut BufWriter<File> = &mut f;
+        serde_json::to_writer(&mut *w, record)
+            .map_err(|e| SimError::Internal(format!("writing a trace record: {e}")))?;
+        w.write_all(b"\n")
             .map_err(|e| SimError::io(format!("writing trace file {}", self.path.display()), e))
     }
 
