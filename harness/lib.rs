@@ -3,8 +3,6 @@
 //! Data flows one way: scenario → plan → attempts → observations → analysis → reports.
 
 pub mod analysis;
-pub mod connector;
-pub mod observe;
 pub mod record;
 pub mod reply;
 pub mod report;
