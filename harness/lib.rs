@@ -3,6 +3,7 @@
 //! Data flows one way: scenario → plan → attempts → observations → analysis → reports.
 
 pub mod analysis;
+pub mod observe;
 pub mod record;
 pub mod reply;
 pub mod report;

@@ -39,6 +39,30 @@ enum Command {
     },
     /// Run the simulated Microsoft 365 tenant standalone (loopback SMTP, SMTPS, admin API) until Ctrl-C.
     Sim(mailharness::sim::SimArgs),
+    /// Re-observe a finished run over IMAP (for late mail); rewrites <run-dir>/observations.jsonl.
+    /// Exit 0: all accepted messages found; 1: some missing; 2: configuration; 3: infrastructure.
+    Observe {
+        /// The run directory holding attempts.jsonl, e.g. reports/<run-id>.
+        run_dir: PathBuf,
+        /// The target file with [imap] and [[mailboxes]] (default: the embedded simulator).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// How long to keep polling for missing mail (default: one pass).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        deadline: Option<std::time::Duration>,
+        /// Pause between polls (default: the target's [observe] poll_interval).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        poll_interval: Option<std::time::Duration>,
+        /// Delete this run's messages afterwards (only this run's; nothing else is touched).
+        #[arg(long)]
+        cleanup: bool,
+        /// auto (SEARCH HEADER, falling back to SINCE), header, or since.
+        #[arg(long, default_value = "auto")]
+        search: mailharness::observe::SearchMode,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,7 +74,98 @@ fn main() -> ExitCode {
             json,
         } => plan(&scenario, target.as_deref(), json),
         Command::Sim(args) => sim(args),
+        Command::Observe {
+            run_dir,
+            target,
+            deadline,
+            poll_interval,
+            cleanup,
+            search,
+            json,
+        } => observe(
+            &run_dir,
+            target.as_deref(),
+            deadline,
+            poll_interval,
+            cleanup,
+            search,
+            json,
+        ),
         Command::Report { run_dir } => report(&run_dir),
+    }
+}
+
+/// `mailharness observe`: re-observes a finished run and prints what was found where.
+fn observe(
+    run_dir: &Path,
+    target_path: Option<&Path>,
+    deadline: Option<std::time::Duration>,
+    poll_interval: Option<std::time::Duration>,
+    cleanup: bool,
+    search: mailharness::observe::SearchMode,
+    json: bool,
+) -> ExitCode {
+    use mailharness::observe::{reobserve_run, ImapTarget, ObserveOptions};
+    let target = match scenario::load_target(target_path) {
+        Ok(t) => t,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let file = &target.file;
+    let imap = match ImapTarget::from_target(file) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut opts = ObserveOptions::from_target(file);
+    // Re-observation looks once unless told to wait: the run already waited its deadline.
+    opts.deadline = deadline.unwrap_or_default();
+    if let Some(p) = poll_interval {
+        opts.poll_interval = p;
+    }
+    opts.cleanup = cleanup;
+    opts.search = search;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INFRA);
+        }
+    };
+    match rt.block_on(reobserve_run(&imap, run_dir, &opts)) {
+        Ok(summary) => {
+            if json {
+                match serde_json::to_string_pretty(&summary) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the summary as JSON: {e}");
+                        return ExitCode::from(EXIT_INFRA);
+                    }
+                }
+            } else {
+                print!("{}", summary.render_text());
+            }
+            if summary.all_found() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_config() {
+                EXIT_CONFIG
+            } else {
+                EXIT_INFRA
+            })
+        }
     }
 }
 
