@@ -3,10 +3,12 @@
 //! Data flows one way: scenario → plan → attempts → observations → analysis → reports.
 
 pub mod analysis;
+pub mod connector;
 pub mod observe;
 pub mod record;
 pub mod reply;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod send;
 pub mod sim;

@@ -32,6 +32,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run scenarios (a suite, in order) and write records and reports under reports/<run-id>/.
+    Run {
+        /// Scenario files, run in order.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+        /// The target file (default: the embedded simulator, scenarios/targets/sim.toml).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Where run directories are created.
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+        /// No progress bars even on a terminal.
+        #[arg(long)]
+        no_progress: bool,
+    },
     /// Re-render a run's reports (summary.json, report.md, report.html, junit.xml) from its records.
     Report {
         /// The run directory, e.g. reports/<run-id>.
@@ -92,6 +107,12 @@ fn main() -> ExitCode {
             json,
         ),
         Command::Report { run_dir } => report(&run_dir),
+        Command::Run {
+            scenarios,
+            target,
+            reports,
+            no_progress,
+        } => run(&scenarios, target.as_deref(), &reports, !no_progress),
     }
 }
 
@@ -197,6 +218,84 @@ fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
 const EXIT_PASS: u8 = 0;
 /// Exit code: some expectation failed.
 const EXIT_FAIL: u8 = 1;
+
+/// `mailharness run`: every file is checked before anything is sent; then each scenario runs.
+fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: bool) -> ExitCode {
+    let tgt = match scenario::load_target(target) {
+        Ok(t) => t,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let mut loaded = Vec::new();
+    let mut errors = Vec::new();
+    for path in scenarios {
+        match scenario::load_scenario(path).and_then(|s| scenario::build_plan(&s, &tgt).map(|_| s))
+        {
+            Ok(s) => loaded.push(s),
+            Err(d) => errors.extend(d.0),
+        }
+    }
+    if !errors.is_empty() {
+        eprintln!("{}", Diagnostics(errors));
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INFRA);
+        }
+    };
+    let opts = mailharness::run::RunOptions {
+        reports_root: reports.to_path_buf(),
+        progress,
+    };
+    rt.block_on(async {
+        let cancel = mailharness::send::CancelToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "interrupted: finishing in-flight messages, recording the rest as interrupted"
+                );
+                c.cancel();
+            }
+        });
+        let mut worst = EXIT_PASS;
+        for s in &loaded {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let code = match mailharness::run::run_scenario(s, &tgt, &opts, cancel.clone()).await {
+                Ok(out) => {
+                    print_verdict(&out.summary, &out.run_dir);
+                    if out.summary.error.is_some() || out.summary.interrupted {
+                        EXIT_INFRA
+                    } else if out.summary.verdict == "pass" {
+                        EXIT_PASS
+                    } else {
+                        EXIT_FAIL
+                    }
+                }
+                Err(mailharness::run::RunError::Config(e)) => {
+                    eprintln!("error: {e}");
+                    EXIT_CONFIG
+                }
+                Err(mailharness::run::RunError::Infra(e)) => {
+                    eprintln!("error: could not run {}: {e}", s.src.path.display());
+                    EXIT_INFRA
+                }
+            };
+            worst = worst.max(code);
+        }
+        ExitCode::from(worst)
+    })
+}
 
 /// `mailharness report`: analysis and reports from the run directory's records alone.
 fn report(run_dir: &Path) -> ExitCode {

@@ -346,3 +346,50 @@ fn a_missing_run_directory_is_a_usage_error() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("plan.json"), "{out}");
 }
+
+/// Headless Chromium (Debian's `chromium`) renders the HTML report: the DOM after rendering has the
+/// matrix and the three charts, and a screenshot is produced. Needs `chromium` (tests/run.sh installs it).
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("chromium is not installed: tests/run.sh installs Debian's chromium package");
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), |_| {});
+    let (code, out) = report(dir.path());
+    assert_eq!(code, Some(0), "{out}");
+    let html = dir.path().join("report.html");
+    let profile = tempfile::tempdir().unwrap();
+    let base = |extra: &[&str]| {
+        let mut c = Command::new(chromium);
+        c.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", html.display()));
+        c
+    };
+    let dom = base(&["--dump-dom"]).output().expect("chromium runs");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("id=\"matrix-table\""), "matrix missing from the rendered DOM");
+    for chart in ["chart timeline", "chart deltas", "chart latency"] {
+        assert!(dom.contains(chart), "{chart} missing from the rendered DOM");
+    }
+    assert!(dom.matches("<circle").count() >= 84, "one timeline dot per message");
+    let shot = dir.path().join("shot.png");
+    let st = base(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,2000", "--hide-scrollbars"])
+        .status()
+        .expect("chromium runs");
+    assert!(st.success());
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real PNG");
+}

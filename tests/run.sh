@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 tests/testbed.sh install
+# The HTML report is checked in headless Chromium (Debian's package; no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
 
 export MH_TESTBED_DIR="${MH_TESTBED_DIR:-$PWD/tests/.testbed}"
 trap 'tests/testbed.sh down || true' EXIT

@@ -54,6 +54,8 @@ pub struct RunData {
     pub attempts: Vec<AttemptRecord>,
     /// Every observation (empty when the run was not observed).
     pub observations: Vec<ObservationRecord>,
+    /// Whether the run was observed at all (`observations.jsonl` exists); otherwise delivery is unknown, not missing.
+    pub observed: bool,
     /// The simulator's trace, when the run has one.
     pub trace: Option<Vec<TraceEntry>>,
 }
@@ -133,7 +135,8 @@ pub fn load_run_dir(dir: &Path) -> Result<RunData, LoadError> {
     let run: RunRecord = read_json(&dir.join(files::RUN))?;
     let attempts = read_jsonl(&dir.join(files::ATTEMPTS))?;
     let obs_path = dir.join(files::OBSERVATIONS);
-    let observations = if obs_path.exists() {
+    let observed = obs_path.exists();
+    let observations = if observed {
         read_jsonl(&obs_path)?
     } else {
         Vec::new()
@@ -149,6 +152,7 @@ pub fn load_run_dir(dir: &Path) -> Result<RunData, LoadError> {
         run,
         attempts,
         observations,
+        observed,
         trace,
     })
 }

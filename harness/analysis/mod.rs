@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::record::{
-    AttemptRecord, FolderKind, ObservationRecord, ObservationStatus, OutcomeClass, RunRecord,
+    AttemptRecord, FolderKind, ObservationRecord, ObservationStatus, OutcomeClass,
 };
 use crate::reply;
 use crate::scenario::check::{Check, Metric, Op, Value};
@@ -303,7 +303,7 @@ pub fn analyse(data: &RunData) -> Summary {
         .iter()
         .filter_map(|o| o.attempt_id.as_deref().map(|a| (a, o)))
         .collect();
-    let observed = !data.observations.is_empty() || run_observed(run, plan);
+    let observed = data.observed;
 
     // Group attempts by seq to find each message's first and final attempt.
     let mut by_seq: BTreeMap<&str, Vec<&AttemptRecord>> = BTreeMap::new();
@@ -542,14 +542,6 @@ pub fn analyse(data: &RunData) -> Summary {
     }
 }
 
-/// Observation counts as having run when any expectation needs it (then "not found" is "missing").
-fn run_observed(_run: &RunRecord, plan: &Plan) -> bool {
-    plan.phases
-        .iter()
-        .flat_map(|p| p.expectations.iter())
-        .any(|e| e.check.metric.needs_observation())
-}
-
 fn rate(n: u64, d: u64) -> f64 {
     if d == 0 {
         0.0
@@ -669,6 +661,10 @@ fn evaluate(
             Some((r, format!("{:.3}", r), format!("{n} of {d} {of} {what}")))
         }
     };
+    if check.metric.needs_observation() && !c.observed {
+        v.detail = "delivery was not observed in this run (no observations.jsonl), so this cannot be measured".into();
+        return v;
+    }
     let numeric: Option<(f64, String, String)> = match check.metric {
         Metric::Sent => {
             let (x, s) = count(c.sent);

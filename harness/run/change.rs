@@ -1,0 +1,289 @@
+//! The change step between phases: apply the connector change, then wait for it to take effect.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use super::sleep_or_cancel;
+use crate::connector;
+use crate::record::{ChangeRecord, OutcomeClass};
+use crate::scenario::model::{ApplyMethod, ConnectorAction, WaitMethod};
+use crate::scenario::plan::{Plan, PlannedChange};
+use crate::scenario::types::{ConnectorCidr, HumanDuration, TlsMode};
+use crate::send::{self, AttemptSink, CancelToken, OneShot, Progress, SendContext};
+use crate::sim::{ConnectorPatch, ConnectorSpec, SimHandle};
+
+/// How often the signal file is looked for.
+const SIGNAL_POLL: Duration = Duration::from_millis(250);
+
+fn method_name(m: ApplyMethod) -> &'static str {
+    match m {
+        ApplyMethod::Simulator => "simulator",
+        ApplyMethod::Prompt => "prompt",
+        ApplyMethod::Hook => "hook",
+        ApplyMethod::SignalFile => "signal-file",
+    }
+}
+
+fn action_name(a: ConnectorAction) -> &'static str {
+    match a {
+        ConnectorAction::Create => "create",
+        ConnectorAction::Update => "update",
+        ConnectorAction::Enable => "enable",
+        ConnectorAction::Disable => "disable",
+        ConnectorAction::Delete => "delete",
+    }
+}
+
+/// Applies a change and waits as the scenario says; every outcome, failures included, is a record.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn apply_and_wait(
+    c: &PlannedChange,
+    phase: &str,
+    plan: &Plan,
+    ctx: &SendContext,
+    sink: &AttemptSink,
+    sim: Option<&SimHandle>,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> ChangeRecord {
+    let mut rec = ChangeRecord {
+        action: action_name(c.action).into(),
+        connector: c.connector_name.clone(),
+        apply: method_name(c.apply).into(),
+        applied_ms: 0.0,
+        wait: match c.wait {
+            WaitMethod::Settle => "settle".into(),
+            WaitMethod::Poll => "poll".into(),
+        },
+        effective_after_ms: None,
+        probes: Vec::new(),
+        timed_out: false,
+        error: None,
+    };
+    progress.println(&format!(
+        "phase `{phase}`: {} connector \"{}\" for {} via {}",
+        rec.action,
+        c.connector_name,
+        c.sender_ips.join(", "),
+        rec.apply
+    ));
+    if let Err(e) = apply(c, plan, sim, progress, cancel).await {
+        rec.error = Some(e);
+        return rec;
+    }
+    let applied = Instant::now();
+    rec.applied_ms = ctx.clock.ms(applied);
+    match c.wait {
+        WaitMethod::Settle => {
+            sleep_or_cancel(Duration::from_secs_f64(c.settle_secs), cancel).await;
+        }
+        WaitMethod::Poll => {
+            let deadline = applied + Duration::from_secs_f64(c.deadline_secs);
+            let mut round = 0u32;
+            loop {
+                let outcomes = probe_round(c, phase, plan, ctx, sink, round, &mut rec).await;
+                round += 1;
+                if effective(c, &outcomes) {
+                    rec.effective_after_ms = Some(ctx.clock.ms(Instant::now()) - rec.applied_ms);
+                    progress.println(&format!(
+                        "phase `{phase}`: the change took effect after {:.1}s ({} probes)",
+                        rec.effective_after_ms.unwrap_or(0.0) / 1000.0,
+                        rec.probes.len()
+                    ));
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    rec.timed_out = true;
+                    progress.println(&format!(
+                        "phase `{phase}`: the change did not take effect within {:.0}s; the phase runs anyway and its numbers will show it",
+                        c.deadline_secs
+                    ));
+                    break;
+                }
+                if !sleep_or_cancel(Duration::from_secs_f64(c.poll_interval_secs), cancel).await {
+                    break;
+                }
+            }
+        }
+    }
+    rec
+}
+
+/// One probe per sender IP: TLS when the connector requires it, since that is what must get through.
+async fn probe_round(
+    c: &PlannedChange,
+    phase: &str,
+    plan: &Plan,
+    ctx: &SendContext,
+    sink: &AttemptSink,
+    round: u32,
+    rec: &mut ChangeRecord,
+) -> Vec<OutcomeClass> {
+    let tls = match c.action {
+        ConnectorAction::Delete | ConnectorAction::Disable => TlsMode::None,
+        _ if c.require_tls => TlsMode::Starttls,
+        _ => TlsMode::None,
+    };
+    let recipient = plan
+        .phases
+        .iter()
+        .flat_map(|p| p.bursts.iter())
+        .find_map(|b| b.recipients.first().cloned())
+        .unwrap_or_default();
+    let mut outcomes = Vec::new();
+    for (role, ip) in &plan.senders {
+        let shot = OneShot {
+            source_ip: *ip,
+            sender: role.clone(),
+            tls_mode: tls,
+            recipients: vec![recipient.clone()],
+            phase: format!("{phase}~probe"),
+            burst: format!("{phase}~probe"),
+            index: round,
+            body_size: 512,
+        };
+        let r = send::send_one(ctx, &shot).await;
+        rec.probes.push(r.attempt_id.clone());
+        outcomes.push(r.outcome);
+        // A probe is a real message: it is recorded like any other attempt.
+        let _ = sink.write(r).await;
+    }
+    outcomes
+}
+
+/// Whether a probe round shows the change in force.
+fn effective(c: &PlannedChange, outcomes: &[OutcomeClass]) -> bool {
+    match c.action {
+        // With the connector gone, plain text is no longer refused for lack of TLS.
+        ConnectorAction::Delete | ConnectorAction::Disable => {
+            outcomes.iter().all(|o| *o != OutcomeClass::TlsRequired)
+        }
+        _ => !outcomes.is_empty() && outcomes.iter().all(|o| *o == OutcomeClass::Accepted),
+    }
+}
+
+async fn apply(
+    c: &PlannedChange,
+    plan: &Plan,
+    sim: Option<&SimHandle>,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs_f64(c.apply_timeout_secs);
+    match c.apply {
+        ApplyMethod::Simulator => {
+            let sim = sim.ok_or("`apply = \"simulator\"` needs the embedded simulator")?;
+            apply_to_simulator(c, sim)
+        }
+        ApplyMethod::Prompt => {
+            progress.println(&connector::operator_text(c));
+            if !std::io::stdin().is_terminal() {
+                return Err("the operator prompt needs an interactive terminal; for unattended runs use apply = \"hook\" or \"signal-file\"".into());
+            }
+            progress.println("Press Enter once the connector is saved (Ctrl-C stops the run).");
+            let read = tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map(|_| ())
+            });
+            tokio::select! {
+                r = tokio::time::timeout(timeout, read) => match r {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(_) => Err("could not read the operator's answer".into()),
+                    Err(_) => Err(format!("no answer from the operator within {}", HumanDuration(timeout))),
+                },
+                _ = cancel.cancelled() => Err("interrupted while waiting for the operator".into()),
+            }
+        }
+        ApplyMethod::Hook => {
+            let cmd = c.command.clone().unwrap_or_default();
+            let (prog, args) = cmd.split_first().ok_or("the hook command is empty")?;
+            let mut command = tokio::process::Command::new(prog);
+            command
+                .args(args)
+                .env("MH_CONNECTOR_ACTION", action_name(c.action))
+                .env("MH_CONNECTOR_NAME", &c.connector_name)
+                .env("MH_SENDER_IPS", c.sender_ips.join(","))
+                .env("MH_REQUIRE_TLS", c.require_tls.to_string())
+                .env("MH_SCENARIO", &plan.scenario)
+                .kill_on_drop(true);
+            let out = tokio::select! {
+                r = tokio::time::timeout(timeout, command.output()) => r,
+                _ = cancel.cancelled() => return Err("interrupted while the hook ran".into()),
+            };
+            match out {
+                Err(_) => Err(format!(
+                    "hook `{}` did not finish within {}",
+                    cmd.join(" "),
+                    HumanDuration(timeout)
+                )),
+                Ok(Err(e)) => Err(format!("cannot run hook `{}`: {e}", cmd.join(" "))),
+                Ok(Ok(o)) if o.status.success() => Ok(()),
+                Ok(Ok(o)) => Err(format!(
+                    "hook `{}` failed ({}): {}",
+                    cmd.join(" "),
+                    o.status,
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+            }
+        }
+        ApplyMethod::SignalFile => {
+            let path = c.signal_file.clone().unwrap_or_default();
+            progress.println(&connector::operator_text(c));
+            progress.println(&format!("Waiting for the signal file {path} to appear."));
+            let deadline = Instant::now() + timeout;
+            loop {
+                if std::path::Path::new(&path).exists() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "the signal file {path} did not appear within {}",
+                        HumanDuration(timeout)
+                    ));
+                }
+                if !sleep_or_cancel(SIGNAL_POLL, cancel).await {
+                    return Err("interrupted while waiting for the signal file".into());
+                }
+            }
+        }
+    }
+}
+
+fn cidrs(c: &PlannedChange) -> Result<Vec<ConnectorCidr>, String> {
+    c.sender_ips
+        .iter()
+        .map(|s| s.parse::<ConnectorCidr>())
+        .collect()
+}
+
+fn apply_to_simulator(c: &PlannedChange, sim: &SimHandle) -> Result<(), String> {
+    let r = match c.action {
+        ConnectorAction::Create => sim.create_connector(ConnectorSpec {
+            name: c.connector_name.clone(),
+            enabled: true,
+            sender_ips: cidrs(c)?,
+            sender_domains: vec!["*".into()],
+            require_tls: Some(c.require_tls),
+            restrict_domains_to_ips: c.restrict_domains_to_ips,
+            activation_delay: None,
+        }),
+        ConnectorAction::Update => sim.update_connector(
+            &c.connector_name,
+            &ConnectorPatch {
+                sender_ips: Some(cidrs(c)?),
+                require_tls: Some(c.require_tls),
+                restrict_domains_to_ips: Some(c.restrict_domains_to_ips),
+                ..Default::default()
+            },
+        ),
+        ConnectorAction::Enable | ConnectorAction::Disable => sim.update_connector(
+            &c.connector_name,
+            &ConnectorPatch {
+                enabled: Some(c.action == ConnectorAction::Enable),
+                ..Default::default()
+            },
+        ),
+        ConnectorAction::Delete => sim.delete_connector(&c.connector_name),
+    };
+    r.map(|_| ()).map_err(|e| e.to_string())
+}

@@ -1,0 +1,412 @@
+//! `mailharness run`: phases before and after the connector change, then observation, analysis and
+//! reports. The orchestrator only sequences the other stages; each stage owns its records.
+
+mod change;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::analysis::{self, files, Summary};
+use crate::record::{PhaseRecord, RunRecord, RECORD_SCHEMA};
+use crate::report;
+use crate::scenario::plan::Plan;
+use crate::scenario::target::TargetKind;
+use crate::scenario::{LoadedScenario, LoadedTarget};
+use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext, TlsOptions};
+use crate::sim;
+
+/// The EHLO name used when the target sets none.
+const DEFAULT_HELO: &str = "mailharness.platform.example";
+/// The envelope sender used when the target sets none.
+const DEFAULT_MAIL_FROM: &str = "mailharness@platform.example";
+/// The name the simulator's certificate carries (EOP's CN, reference "Greeting and EHLO").
+const SIM_CERT_NAME: &str = "mail.protection.outlook.com";
+
+/// How a run behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Where run directories are created (`reports/`).
+    pub reports_root: PathBuf,
+    /// Show progress bars on a terminal.
+    pub progress: bool,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// `reports/<run-id>/`.
+    pub run_dir: PathBuf,
+    /// The analysis.
+    pub summary: Summary,
+}
+
+/// Why a run could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Bad configuration discovered at run time (exit 2).
+    #[error("{0}")]
+    Config(String),
+    /// Infrastructure: the simulator, a socket, a file (exit 3).
+    #[error("{0}")]
+    Infra(String),
+}
+
+/// A fresh run id: `<scenario>-<UTC time>-<4 hex>`.
+pub fn new_run_id(scenario: &str) -> String {
+    let now = Utc::now();
+    let nonce = uuid::Uuid::new_v4().as_simple().to_string();
+    format!(
+        "{scenario}-{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        &nonce[..4]
+    )
+}
+
+/// Where mail goes and how to reach it, resolved for one run.
+struct Endpoint {
+    destination: SocketAddrV4,
+    implicit_tls_port: Option<u16>,
+    tls: TlsOptions,
+    helo: String,
+    mail_from: String,
+}
+
+fn v4(addr: SocketAddr) -> Result<SocketAddrV4, RunError> {
+    match addr {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(a) => Err(RunError::Infra(format!(
+            "{a} is IPv6: connectors match IPv4 senders only, so the harness connects over IPv4"
+        ))),
+    }
+}
+
+/// Resolves a real tenant's MX host (given in the target) to an IPv4 socket address.
+async fn tenant_endpoint(t: &LoadedTarget) -> Result<Endpoint, RunError> {
+    let smtp = t.file.smtp.as_ref().map(|s| s.get_ref());
+    let Some(smtp) = smtp else {
+        return Err(RunError::Config("target has no [smtp] settings".into()));
+    };
+    let port = smtp.port.unwrap_or(25);
+    let host = match &smtp.mx {
+        Some(m) => m.get_ref().clone(),
+        None => {
+            let domain = smtp
+                .domain
+                .as_ref()
+                .map(|d| d.get_ref().clone())
+                .unwrap_or_default();
+            return Err(RunError::Config(format!(
+                "target {}: resolving the MX of {domain} from DNS is not built yet; set [smtp] mx = \"<the tenant's MX host>\"",
+                t.src.path.display()
+            )));
+        }
+    };
+    let addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| RunError::Infra(format!("cannot resolve MX host {host}: {e}")))?;
+    let dest = addrs
+        .filter_map(|a| match a {
+            SocketAddr::V4(v) => Some(v),
+            SocketAddr::V6(_) => None,
+        })
+        .next()
+        .ok_or_else(|| {
+            RunError::Infra(format!(
+                "MX host {host} has no IPv4 address (connectors need IPv4)"
+            ))
+        })?;
+    let extra = match &smtp.ca_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|e| RunError::Config(format!("cannot read smtp.ca_file {f}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Endpoint {
+        destination: dest,
+        implicit_tls_port: smtp.implicit_tls_port,
+        tls: TlsOptions {
+            verify: smtp.tls_verify,
+            extra_roots_pem: extra,
+            server_name: Some(host),
+            no_public_roots: false,
+        },
+        helo: smtp.helo.clone().unwrap_or_else(|| DEFAULT_HELO.into()),
+        mail_from: smtp
+            .mail_from
+            .as_ref()
+            .map(|m| m.get_ref().clone())
+            .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
+    })
+}
+
+/// Runs one scenario against one target and writes every record and report into a new run directory.
+pub async fn run_scenario(
+    scn: &LoadedScenario,
+    tgt: &LoadedTarget,
+    opts: &RunOptions,
+    cancel: CancelToken,
+) -> Result<RunOutcome, RunError> {
+    let plan =
+        crate::scenario::build_plan(scn, tgt).map_err(|d| RunError::Config(d.to_string()))?;
+    for ip in plan.senders.values() {
+        send::check_source_ip(*ip).map_err(|e| RunError::Config(e.to_string()))?;
+    }
+    let run_id = new_run_id(&plan.scenario);
+    let run_dir = opts.reports_root.join(&run_id);
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| RunError::Infra(format!("cannot create {}: {e}", run_dir.display())))?;
+    write_json(&run_dir.join(files::PLAN), &plan)?;
+
+    // The embedded simulator lives for the run, in the run directory (its Maildirs and trace).
+    let simulator = match tgt.file.kind {
+        TargetKind::Simulator => Some(
+            sim::start(tgt.file.tenant(), &run_dir.join("sim"))
+                .await
+                .map_err(|e| {
+                    RunError::Infra(format!("cannot start the embedded simulator: {e}"))
+                })?,
+        ),
+        TargetKind::Tenant => None,
+    };
+    let endpoint = match &simulator {
+        Some(s) => Endpoint {
+            destination: v4(s.smtp_addr())?,
+            implicit_tls_port: s.smtps_addr().map(|a| a.port()),
+            tls: TlsOptions {
+                verify: Default::default(),
+                extra_roots_pem: s.ca_cert_pem().map(str::to_string),
+                server_name: Some(SIM_CERT_NAME.into()),
+                no_public_roots: true,
+            },
+            helo: DEFAULT_HELO.into(),
+            mail_from: DEFAULT_MAIL_FROM.into(),
+        },
+        None => tenant_endpoint(tgt).await?,
+    };
+    let mut ctx = SendContext::new(
+        &run_id,
+        endpoint.destination,
+        &endpoint.helo,
+        &endpoint.mail_from,
+        &endpoint.tls,
+    )
+    .map_err(|e| RunError::Infra(e.to_string()))?;
+    if let Some(p) = endpoint.implicit_tls_port {
+        ctx.implicit_tls_port = p;
+    }
+    if let Some(smtp) = tgt.file.smtp.as_ref().map(|s| s.get_ref()) {
+        if let Some(t) = smtp.connect_timeout {
+            ctx.connect_timeout = t.0;
+        }
+        if let Some(t) = smtp.command_timeout {
+            ctx.command_timeout = t.0;
+        }
+    }
+    let started_at = ctx.clock.wall;
+    let sink = AttemptSink::open(&run_dir).map_err(|e| RunError::Infra(e.to_string()))?;
+    let progress = if opts.progress {
+        Progress::stderr()
+    } else {
+        Progress::hidden()
+    };
+
+    let mut phases = Vec::new();
+    let mut error = None;
+    for phase in &plan.phases {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let change = match &phase.change {
+            Some(c) => {
+                let rec = change::apply_and_wait(
+                    c,
+                    &phase.name,
+                    &plan,
+                    &ctx,
+                    &sink,
+                    simulator.as_ref(),
+                    &progress,
+                    &cancel,
+                )
+                .await;
+                let failed = rec.error.clone();
+                if let Some(e) = failed {
+                    error = Some(format!(
+                        "phase `{}`: the connector change failed: {e}",
+                        phase.name
+                    ));
+                    phases.push(PhaseRecord {
+                        name: phase.name.clone(),
+                        change: Some(rec),
+                        started_ms: ctx.clock.ms(std::time::Instant::now()),
+                        finished_ms: ctx.clock.ms(std::time::Instant::now()),
+                    });
+                    break;
+                }
+                Some(rec)
+            }
+            None => None,
+        };
+        let started_ms = ctx.clock.ms(std::time::Instant::now());
+        let result = run_phase_bursts(&ctx, phase, &sink, &cancel, &progress).await;
+        let finished_ms = ctx.clock.ms(std::time::Instant::now());
+        phases.push(PhaseRecord {
+            name: phase.name.clone(),
+            change,
+            started_ms,
+            finished_ms,
+        });
+        if let Err(e) = result {
+            error = Some(format!("phase `{}`: {e}", phase.name));
+            break;
+        }
+    }
+    let sink_summary = sink
+        .close()
+        .await
+        .map_err(|e| RunError::Infra(e.to_string()))?;
+    progress.println(&format!(
+        "{} attempts recorded in {}",
+        sink_summary.records,
+        sink_summary.path.display()
+    ));
+
+    if let Some(s) = &simulator {
+        copy_trace(s.trace_path(), &run_dir.join(files::SIM_TRACE))?;
+    }
+    let interrupted = cancel.is_cancelled();
+    let run = RunRecord {
+        schema: RECORD_SCHEMA,
+        run_id: run_id.clone(),
+        scenario: plan.scenario.clone(),
+        target: plan.target.clone(),
+        target_kind: match plan.target_kind {
+            TargetKind::Simulator => "simulator".into(),
+            TargetKind::Tenant => "tenant".into(),
+        },
+        started_at,
+        finished_at: Utc::now(),
+        phases,
+        interrupted,
+        error,
+    };
+    write_json(&run_dir.join(files::RUN), &run)?;
+    if let Some(s) = simulator {
+        if let Err(e) = s.shutdown().await {
+            progress.println(&format!(
+                "warning: the simulator did not shut down cleanly: {e}"
+            ));
+        }
+    }
+    let summary = render(&run_dir)?;
+    Ok(RunOutcome { run_dir, summary })
+}
+
+/// Runs a phase's bursts, one after another or all at once.
+async fn run_phase_bursts(
+    ctx: &SendContext,
+    phase: &crate::scenario::plan::PlannedPhase,
+    sink: &AttemptSink,
+    cancel: &CancelToken,
+    progress: &Progress,
+) -> Result<(), send::SendError> {
+    match phase.mode {
+        crate::scenario::model::PhaseMode::Sequential => {
+            for b in &phase.bursts {
+                send::run_burst(ctx, b, &phase.name, sink, cancel, progress).await?;
+            }
+        }
+        crate::scenario::model::PhaseMode::Parallel => {
+            let all = phase
+                .bursts
+                .iter()
+                .map(|b| send::run_burst(ctx, b, &phase.name, sink, cancel, progress));
+            for r in futures_join_all(all).await {
+                r?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Joins futures concurrently on the current task (no extra dependency for one call site).
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Copies the simulator's message trace into the run directory.
+fn copy_trace(from: &Path, to: &Path) -> Result<(), RunError> {
+    match std::fs::copy(from, to) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(to, b"")
+            .map_err(|e| RunError::Infra(format!("cannot write {}: {e}", to.display()))),
+        Err(e) => Err(RunError::Infra(format!(
+            "cannot copy the simulator trace to {}: {e}",
+            to.display()
+        ))),
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), RunError> {
+    let text = serde_json::to_string_pretty(v)
+        .map_err(|e| RunError::Infra(format!("cannot encode {}: {e}", path.display())))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| RunError::Infra(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Analyses a run directory and writes its four reports.
+pub fn render(run_dir: &Path) -> Result<Summary, RunError> {
+    let data = analysis::load_run_dir(run_dir).map_err(|e| RunError::Infra(e.to_string()))?;
+    let summary = analysis::analyse(&data);
+    report::write_all(&summary, run_dir).map_err(|e| {
+        RunError::Infra(format!(
+            "cannot write reports into {}: {e}",
+            run_dir.display()
+        ))
+    })?;
+    Ok(summary)
+}
+
+/// The sender IPs a plan uses.
+pub fn plan_ips(plan: &Plan) -> Vec<Ipv4Addr> {
+    let mut v: Vec<Ipv4Addr> = plan.senders.values().copied().collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Sleeps, waking early on cancel; returns false when cancelled.
+pub(crate) async fn sleep_or_cancel(d: Duration, cancel: &CancelToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = cancel.cancelled() => false,
+    }
+}
