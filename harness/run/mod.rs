@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::analysis::{self, files, Summary};
+use crate::observe;
 use crate::record::{PhaseRecord, RunRecord, RECORD_SCHEMA};
 use crate::report;
 use crate::scenario::plan::Plan;
@@ -207,6 +208,7 @@ pub async fn run_scenario(
         }
     }
     let started_at = ctx.clock.wall;
+    // `error` is set when a phase cannot go on; later phases are skipped, reports still written.
     let sink = AttemptSink::open(&run_dir).map_err(|e| RunError::Infra(e.to_string()))?;
     let progress = if opts.progress {
         Progress::stderr()
@@ -275,6 +277,11 @@ pub async fn run_scenario(
         sink_summary.path.display()
     ));
 
+    if error.is_none() && !cancel.is_cancelled() {
+        if let Err(e) = observe_step(tgt, simulator.as_ref(), &run_dir, &progress, &cancel).await {
+            error = Some(format!("observation: {e}"));
+        }
+    }
     if let Some(s) = &simulator {
         copy_trace(s.trace_path(), &run_dir.join(files::SIM_TRACE))?;
     }
@@ -304,6 +311,56 @@ pub async fn run_scenario(
     }
     let summary = render(&run_dir)?;
     Ok(RunOutcome { run_dir, summary })
+}
+
+/// Reads the test mailboxes back over IMAP and appends `observations.jsonl`.
+///
+/// A target without IMAP access is not observed: its delivery metrics then read "not observed".
+async fn observe_step(
+    tgt: &LoadedTarget,
+    simulator: Option<&sim::SimHandle>,
+    run_dir: &Path,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<(), String> {
+    let imap = match simulator {
+        Some(s) => match sim_imap_target(s, run_dir)? {
+            Some(t) => t,
+            None => return Ok(()),
+        },
+        None if tgt.file.imap.is_some() => {
+            observe::ImapTarget::from_target(&tgt.file).map_err(|e| e.to_string())?
+        }
+        None => {
+            progress.println("the target has no [imap] settings: delivery is not observed");
+            return Ok(());
+        }
+    };
+    let attempts =
+        observe::read_attempts(&run_dir.join(send::ATTEMPTS_FILE)).map_err(|e| e.to_string())?;
+    let opts = observe::ObserveOptions::from_target(&tgt.file);
+    progress.println(&format!(
+        "observing {} mailbox(es) over IMAP (deadline {})",
+        imap.mailboxes.len(),
+        crate::scenario::types::HumanDuration(opts.deadline)
+    ));
+    let summary = tokio::select! {
+        r = observe::observe_run(&imap, run_dir, &attempts, &opts) => r.map_err(|e| e.to_string())?,
+        _ = cancel.cancelled() => return Err("interrupted".into()),
+    };
+    progress.println(&format!(
+        "observed: {} of {} found, {} missing, {} anomalies",
+        summary.found, summary.expected, summary.missing, summary.anomalies
+    ));
+    Ok(())
+}
+
+/// The simulator's IMAP side for the harness itself (none until the simulator serves IMAP).
+fn sim_imap_target(
+    _s: &sim::SimHandle,
+    _run_dir: &Path,
+) -> Result<Option<observe::ImapTarget>, String> {
+    Ok(None)
 }
 
 /// Runs a phase's bursts, one after another or all at once.

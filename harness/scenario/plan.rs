@@ -293,10 +293,18 @@ pub fn build(s: &LoadedScenario, t: &LoadedTarget) -> Result<Plan, Diagnostics> 
         let pname = p.name.get_ref().clone();
         let change = p.change.as_ref().map(|c| {
             let cv = c.get_ref();
-            let apply = cv.apply.as_ref().map(|a| *a.get_ref()).unwrap_or(match tf.kind {
-                TargetKind::Simulator => ApplyMethod::Simulator,
-                TargetKind::Tenant => ApplyMethod::Prompt,
-            });
+            // The scenario's own way wins; then the target's [connector]; then the kind's default.
+            let target_way = tf.connector.as_ref().map(|c| c.get_ref());
+            let apply = cv
+                .apply
+                .as_ref()
+                .map(|a| *a.get_ref())
+                .or(target_way.map(|t| *t.apply.get_ref()))
+                .unwrap_or(match tf.kind {
+                    TargetKind::Simulator => ApplyMethod::Simulator,
+                    TargetKind::Tenant => ApplyMethod::Prompt,
+                });
+            let from_target = cv.apply.is_none() && target_way.is_some();
             if apply == ApplyMethod::Simulator && tf.kind == TargetKind::Tenant {
                 let span = cv.apply.as_ref().map(|a| a.span()).unwrap_or(c.span());
                 errs.push(ssrc.error(
@@ -324,8 +332,16 @@ pub fn build(s: &LoadedScenario, t: &LoadedTarget) -> Result<Plan, Diagnostics> 
                 require_tls: cv.require_tls.unwrap_or(true),
                 restrict_domains_to_ips: cv.restrict_domains_to_ips.unwrap_or(false),
                 apply,
-                command: cv.command.as_ref().map(|c| c.get_ref().clone()),
-                signal_file: cv.signal_file.as_ref().map(|f| f.get_ref().clone()),
+                command: if from_target {
+                    target_way.and_then(|t| t.command.as_ref().map(|c| c.get_ref().clone()))
+                } else {
+                    cv.command.as_ref().map(|c| c.get_ref().clone())
+                },
+                signal_file: if from_target {
+                    target_way.and_then(|t| t.signal_file.as_ref().map(|f| f.get_ref().clone()))
+                } else {
+                    cv.signal_file.as_ref().map(|f| f.get_ref().clone())
+                },
                 apply_timeout_secs: cv.apply_timeout.map(|d| d.0).unwrap_or(DEFAULT_APPLY_TIMEOUT).as_secs_f64(),
                 wait,
                 settle_secs: cv.settle.map(|d| d.0).unwrap_or(DEFAULT_SETTLE).as_secs_f64(),

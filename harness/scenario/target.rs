@@ -40,6 +40,8 @@ pub struct TargetFile {
     pub guard: Option<Spanned<Guard>>,
     /// Observation timing.
     pub observe: Option<ObserveSettings>,
+    /// How connector changes are applied at this target when the scenario does not say.
+    pub connector: Option<Spanned<ConnectorApply>>,
     /// Tenant settings of the embedded simulator (`kind = "simulator"` only).
     pub simulator: Option<Spanned<TenantConfig>>,
 }
@@ -201,6 +203,19 @@ pub struct Guard {
     pub max_messages_per_run: Option<Spanned<u32>>,
     /// The highest rate one source IP may send at.
     pub max_rate_per_ip: Option<Spanned<Rate>>,
+}
+
+/// How a target applies connector changes (an environment's own hook, say), unless a scenario's
+/// change step names its own way.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorApply {
+    /// `prompt`, `hook` or `signal-file` (`simulator` for simulator targets).
+    pub apply: Spanned<super::model::ApplyMethod>,
+    /// The command for `hook`.
+    pub command: Option<Spanned<Vec<String>>>,
+    /// The file for `signal-file`.
+    pub signal_file: Option<Spanned<String>>,
 }
 
 /// Observation timing.

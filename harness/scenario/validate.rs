@@ -320,6 +320,26 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
             }
         }
     }
+    if let Some(c) = &f.connector {
+        let cv = c.get_ref();
+        let apply = *cv.apply.get_ref();
+        if apply == ApplyMethod::Hook && cv.command.as_ref().is_none_or(|c| c.get_ref().is_empty())
+        {
+            errs.push(src.error(
+                c.span(),
+                "[connector] apply = \"hook\" needs `command = [\"program\", \"argument\", …]`",
+            ));
+        }
+        if apply == ApplyMethod::SignalFile && cv.signal_file.is_none() {
+            errs.push(src.error(
+                c.span(),
+                "[connector] apply = \"signal-file\" needs `signal_file = \"path\"`",
+            ));
+        }
+        if apply == ApplyMethod::Simulator && f.kind == TargetKind::Tenant {
+            errs.push(src.error(cv.apply.span(), "a real tenant cannot be changed through the simulator: use \"prompt\", \"hook\" or \"signal-file\""));
+        }
+    }
     if let Some(g) = &f.guard {
         for d in &g.get_ref().allowed_domains {
             if !is_domain(d.get_ref()) {
