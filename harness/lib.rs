@@ -4,6 +4,7 @@
 
 pub mod analysis;
 pub mod connector;
+pub mod dns;
 pub mod observe;
 pub mod record;
 pub mod reply;

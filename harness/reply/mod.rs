@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::OutcomeClass;
 
+pub mod dsn;
+mod explain;
+
+pub use explain::{explain, explain_input, explain_status, ExplainError, ExplainReport, ExplainedItem, Explanation};
+
 /// The knowledge base, as shipped.
 const KNOWLEDGE_TOML: &str = include_str!("knowledge.toml");
 
@@ -298,15 +303,20 @@ fn range_contains(range: &str, e: EnhancedCode) -> bool {
 
 /// The knowledge-base family of a reply, if any.
 pub fn family_of(reply: &Reply) -> Option<&'static Family> {
-    let e = reply.enhanced?;
-    let token = reply.token();
+    family_match(Some(reply.code), reply.enhanced?, reply.token().as_deref())
+}
+
+/// The family for an enhanced code, an optional basic code and token. A family limited to some
+/// basic codes matches no code-less status (a DSN's `Status:` alone), since it cannot be checked.
+pub(crate) fn family_match(
+    code: Option<u16>,
+    e: EnhancedCode,
+    token: Option<&str>,
+) -> Option<&'static Family> {
     families().iter().find(|f| {
         f.ranges.iter().any(|r| range_contains(r, e))
-            && (f.codes.is_empty() || f.codes.contains(&reply.code))
-            && (f.tokens.is_empty()
-                || token
-                    .as_deref()
-                    .is_some_and(|t| f.tokens.iter().any(|p| t == p)))
+            && (f.codes.is_empty() || code.is_some_and(|c| f.codes.contains(&c)))
+            && (f.tokens.is_empty() || token.is_some_and(|t| f.tokens.iter().any(|p| t == p)))
     })
 }
 
