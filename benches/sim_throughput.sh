@@ -64,6 +64,7 @@ SIM_ADMIN=$(awk '/admin API/ {print $3}' "$WORK/sim.out")
 if [[ ${#TIME_BIN[@]} -gt 0 ]]; then SIM_PID=$(pgrep -P "$TIME_PID" | head -1); else SIM_PID=$TIME_PID; fi
 sleep 0.3
 
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }   # user+system CPU of a process, in 1/100 s
 run() { # name host:port -> msgs/s
   local t0 t1
   t0=$(now)
@@ -71,6 +72,7 @@ run() { # name host:port -> msgs/s
   t1=$(now)
   python3 -c "print(f'{$MESSAGES/($t1-$t0):.0f}')"
 }
+us_per_msg() { python3 -c "print(f'{($2-$1)*10000/$MESSAGES:.1f}')"; }
 
 health() { curl -s --max-time 10 "$SIM_ADMIN/health"; }
 stat_of() { python3 -c "import json,sys; print(json.load(sys.stdin)['stats']['$1'])"; }
@@ -79,8 +81,9 @@ echo "== smtp-source ${SRC_ARGS[*]} : $ROUNDS rounds, alternating; simulator sta
 echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 SINK_RATES=(); SIM_RATES=(); DRAIN=()
 for r in $(seq "$ROUNDS"); do
-  s=$(run sink "127.0.0.1:$SINK_PORT"); SINK_RATES+=("$s")
-  m=$(run sim "$SIM_SMTP"); SIM_RATES+=("$m")
+  a=$(ticks "$SINK_PID"); s=$(run sink "127.0.0.1:$SINK_PORT"); b=$(ticks "$SINK_PID"); SINK_RATES+=("$s")
+  SINK_CPU=$(us_per_msg "$a" "$b")
+  c=$(ticks "$SIM_PID"); m=$(run sim "$SIM_SMTP"); SIM_RATES+=("$m")
   # Wait until every accepted message is stored and traced (the delivery delay is 200 ms).
   t0=$(now)
   while :; do
@@ -89,7 +92,9 @@ for r in $(seq "$ROUNDS"); do
     sleep 0.05
   done
   DRAIN+=("$(python3 -c "print(f'{$(now)-$t0:.2f}')")")
-  printf '  round %d: smtp-sink %6s msgs/s   simulator %6s msgs/s   (all stored %ss after the last 250)\n' "$r" "$s" "$m" "${DRAIN[-1]}"
+  d=$(ticks "$SIM_PID"); SIM_CPU=$(us_per_msg "$c" "$d")
+  printf '  round %d: smtp-sink %6s msgs/s (%5s us CPU/msg)   simulator %6s msgs/s (%5s us CPU/msg incl. storing; all stored %ss after the last 250)\n' \
+    "$r" "$s" "$SINK_CPU" "$m" "$SIM_CPU" "${DRAIN[-1]}"
 done
 
 RSS_KB=$(awk '/VmHWM/ {print $2}' "/proc/$SIM_PID/status" 2>/dev/null || echo "")

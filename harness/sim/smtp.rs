@@ -21,7 +21,7 @@ use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::delivery::{Job, QueueMsg};
 use super::policy::{Decision, RcptInput, Rule};
@@ -590,10 +590,12 @@ impl Session {
     }
 
     async fn end_of_data(&mut self, msg: Vec<u8>, too_big: bool, out: &mut Vec<u8>) {
-        let Some(txn) = self.txn.take() else { return };
+        let Some(mut txn) = self.txn.take() else {
+            return;
+        };
         if too_big {
             let r = self.send(out, Reply::new(552, "5.3.4", SIZE_EXCEEDED));
-            let mut rec = self.record(&txn, Decision::Rejected, Rule::MessageTooLarge, r);
+            let mut rec = self.record(txn, Decision::Rejected, Rule::MessageTooLarge, r);
             rec.size = None;
             self.write_refusal(rec);
             return;
@@ -650,10 +652,11 @@ impl Session {
                 self.shared.trailer_host
             ),
         );
-        let mut mailboxes = txn.accepted.clone();
-        mailboxes.sort();
+        let mut mailboxes = std::mem::take(&mut txn.accepted);
+        mailboxes.sort_unstable();
         mailboxes.dedup();
-        let mut record = self.record(&txn, Decision::Accepted, Rule::Queued, reply.clone());
+        let due = Instant::now() + cfg.delivery.delay.0;
+        let mut record = self.record(txn, Decision::Accepted, Rule::Queued, reply.clone());
         record.message_id = Some(message_id);
         record.internal_id = Some(internal_id);
         record.network_message_id = Some(nmid);
@@ -661,34 +664,34 @@ impl Session {
         record.scl = Some(scl);
         record.junk_rule = junk_rule;
         let job = Job {
-            due: Instant::now() + cfg.delivery.delay.0,
+            due,
             head,
             content: parsed.content,
             mailboxes,
             folder,
             record,
         };
-        if self
-            .shared
-            .queue
-            .send(QueueMsg::Job(Box::new(job)))
-            .await
-            .is_err()
+        if let Err(mpsc::error::SendError(msg)) =
+            self.shared.queue.send(QueueMsg::Job(Box::new(job))).await
         {
             // The delivery worker is gone (shutting down): do not claim the message was queued.
             let r = self.send(
                 out,
                 Reply::new(451, "4.3.2", "System not accepting network messages"),
             );
-            let rec = self.record(&txn, Decision::Deferred, Rule::Queued, r);
-            self.write_refusal(rec);
+            if let QueueMsg::Job(job) = msg {
+                let mut rec = job.record;
+                rec.decision = Decision::Deferred;
+                rec.reply = r;
+                self.write_refusal(rec);
+            }
             return;
         }
         self.shared.stats.accepted.fetch_add(1, Ordering::AcqRel);
         reply.write_to(out);
     }
 
-    fn record(&self, txn: &Txn, decision: Decision, reason: Rule, reply: Reply) -> TraceRecord {
+    fn record(&self, txn: Txn, decision: Decision, reason: Rule, reply: Reply) -> TraceRecord {
         TraceRecord {
             time: rfc3339_ms(self.now_wall()),
             session_id: self.id.clone(),
@@ -697,16 +700,16 @@ impl Session {
             source_port: self.peer.port(),
             helo: self.helo.clone(),
             tls: self.tls.clone(),
-            connector: txn.connector.clone().or_else(|| {
+            connector: txn.connector.or_else(|| {
                 self.shared
                     .policy
                     .matching_connector(self.ip, &txn.sender_domain, Instant::now())
             }),
-            mail_from: txn.mail_from.clone(),
+            mail_from: txn.mail_from,
             decision,
             reason,
             reply,
-            recipients: txn.recipients.clone(),
+            recipients: txn.recipients,
             message_id: None,
             internal_id: None,
             network_message_id: None,
@@ -745,7 +748,7 @@ impl Session {
                 Reply::new(250, "2.1.0", "Sender OK"),
             ),
         };
-        let rec = self.record(&txn, decision, reason, reply);
+        let rec = self.record(txn, decision, reason, reply);
         self.write_refusal(rec);
     }
 }

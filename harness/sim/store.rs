@@ -13,6 +13,7 @@
 //! files keep the CRLF line ends received over SMTP, so both sizes are equal).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::IpAddr;
@@ -422,42 +423,29 @@ pub fn stamp(s: &StampInput<'_>) -> String {
         ("NSPM", "NONE", "dest:I;")
     };
     let mut h = String::with_capacity(1400);
-    h.push_str(&format!(
-        "Received: from {helo} ({ip}) by {fqdn} ({FRONT_END_INTERNAL_IP})\r\n with Microsoft SMTP Server{tls} id {EOP_BUILD}\r\n via Frontend Transport; {date}\r\n",
+    // Writing into a String cannot fail.
+    let _ = write!(
+        h,
+        "Received: from {helo} ({ip}) by {fqdn} ({FRONT_END_INTERNAL_IP})\r\n with Microsoft SMTP Server{tls} id {EOP_BUILD}\r\n via Frontend Transport; {date}\r\n\
+         Authentication-Results: spf={spf} (sender IP is {ip}) smtp.mailfrom={domain};\r\n dkim=none (message not signed) header.d=none;dmarc=none action=none\r\n header.from={domain};compauth={compauth}\r\n\
+         X-MS-Exchange-Organization-Network-Message-Id: {nmid}\r\n\
+         X-MS-Exchange-Organization-MessageDirectionality: Incoming\r\n\
+         X-MS-Exchange-Organization-AuthSource: {auth_source}\r\n\
+         X-MS-Exchange-Organization-AuthAs: Anonymous\r\n\
+         X-MS-Exchange-Organization-SCL: {scl}\r\n\
+         X-Forefront-Antispam-Report: CIP:{ip};CTRY:;LANG:en;SCL:{scl};SRV:;IPV:NLI;SFV:{sfv};H:{helo};PTR:;CAT:{cat};SFS:;DIR:INB;\r\n\
+         X-EOPTenantAttributedMessage: {tenant}:0\r\n\
+         X-Microsoft-Antispam-Mailbox-Delivery: ucf:0;jmr:0;auth:0;{dest}ENG:(910001)(944506478)(944626604)(920097)(930097);\r\n",
         helo = s.helo,
         ip = s.ip,
         fqdn = s.fqdn,
-    ));
-    h.push_str(&format!(
-        "Authentication-Results: spf={spf} (sender IP is {ip}) smtp.mailfrom={domain};\r\n dkim=none (message not signed) header.d=none;dmarc=none action=none\r\n header.from={domain};compauth={compauth}\r\n",
-        ip = s.ip
-    ));
-    h.push_str(&format!(
-        "X-MS-Exchange-Organization-Network-Message-Id: {}\r\n",
-        s.network_message_id
-    ));
-    h.push_str("X-MS-Exchange-Organization-MessageDirectionality: Incoming\r\n");
-    h.push_str(&format!(
-        "X-MS-Exchange-Organization-AuthSource: {}\r\n",
-        s.auth_source
-    ));
-    h.push_str("X-MS-Exchange-Organization-AuthAs: Anonymous\r\n");
-    h.push_str(&format!("X-MS-Exchange-Organization-SCL: {}\r\n", s.scl));
-    h.push_str(&format!(
-        "X-Forefront-Antispam-Report: CIP:{ip};CTRY:;LANG:en;SCL:{scl};SRV:;IPV:NLI;SFV:{sfv};H:{helo};PTR:;CAT:{cat};SFS:;DIR:INB;\r\n",
-        ip = s.ip,
+        nmid = s.network_message_id,
+        auth_source = s.auth_source,
         scl = s.scl,
-        helo = s.helo,
-    ));
-    h.push_str(&format!(
-        "X-EOPTenantAttributedMessage: {}:0\r\n",
-        s.tenant_id
-    ));
-    h.push_str(&format!(
-        "X-Microsoft-Antispam-Mailbox-Delivery: ucf:0;jmr:0;auth:0;{dest}ENG:(910001)(944506478)(944626604)(920097)(930097);\r\n"
-    ));
+        tenant = s.tenant_id,
+    );
     if let Some(id) = s.add_message_id {
-        h.push_str(&format!("Message-ID: {id}\r\n"));
+        let _ = write!(h, "Message-ID: {id}\r\n");
     }
     h
 }
