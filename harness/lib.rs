@@ -6,6 +6,7 @@ pub mod analysis;
 pub mod connector;
 pub mod dns;
 pub mod observe;
+pub mod ops;
 pub mod record;
 pub mod reply;
 pub mod report;

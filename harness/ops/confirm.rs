@@ -1,0 +1,315 @@
+//! `mailharness confirm`: one test message from the platform to a customer, with a reference id,
+//! the receiver's reply and a plain-language verdict, arrival where it can be seen, and a small
+//! shareable report with the recipient masked and no secrets.
+
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::{mask_address, redact, reference_id, Endpoint, OpsError};
+use crate::observe::{self, ImapTarget, ObserveOptions};
+use crate::record::{AttemptRecord, ObservationStatus, OutcomeClass};
+use crate::reply::{self, Reply};
+use crate::scenario::types::TlsMode;
+use crate::scenario::LoadedTarget;
+use crate::send::{self, OneShot};
+use crate::sim::SimHandle;
+
+/// How long to wait for the simulator to store an accepted message.
+const SIM_DELIVERY_WAIT: Duration = Duration::from_secs(10);
+
+/// What to confirm.
+#[derive(Debug, Clone)]
+pub struct ConfirmOptions {
+    /// The customer's address.
+    pub to: String,
+    /// The sending IP (default: the target's first sender role).
+    pub from_ip: Option<Ipv4Addr>,
+    /// Where to write `confirm-<ref>.md` and `.json` (none: no files).
+    pub report_dir: Option<PathBuf>,
+    /// The nameserver for MX lookups.
+    pub dns: Option<std::net::SocketAddr>,
+}
+
+/// The result, ready to share: the recipient is masked and no secret is in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfirmReport {
+    /// The reference id, in the message's subject and `X-Harness-Run` header.
+    pub reference: String,
+    /// When it was sent.
+    pub sent_at: DateTime<Utc>,
+    /// The recipient, local part masked.
+    pub to: String,
+    /// The sending IP.
+    pub from_ip: Ipv4Addr,
+    /// The MX host.
+    pub mx_host: String,
+    /// The Message-ID.
+    pub message_id: String,
+    /// The outcome class.
+    pub outcome: OutcomeClass,
+    /// TLS version, when the session used TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// The receiver's deciding reply (recipient masked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// Why it failed without a reply.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The verdict in plain words.
+    pub verdict: String,
+    /// What to do next.
+    pub next_step: String,
+    /// Where it arrived: the folder, `not found`, or absent when it cannot be seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arrival: Option<String>,
+    /// The inbound connector that matched, when the receiver tells (the simulator's message trace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connector: Option<String>,
+    /// Whether the connector is working (accepted, not throttled).
+    pub ok: bool,
+}
+
+fn tls_words(v: &str) -> String {
+    format!("TLS {v}")
+}
+
+/// The verdict and next step for one attempt (recipient already masked in `reply_text`).
+fn verdict(rec: &AttemptRecord, reply_text: Option<&str>) -> (String, String) {
+    let ip = rec.source_ip;
+    if rec.outcome == OutcomeClass::Accepted {
+        let how = match &rec.tls {
+            Some(t) => format!("over {}", tls_words(&t.version)),
+            None => "without TLS".into(),
+        };
+        return (
+            format!("Accepted by Microsoft 365 {how} from {ip}; your connector is working"),
+            "Nothing to do. Keep the reference id if you contact support.".into(),
+        );
+    }
+    let Some(d) = &rec.reply else {
+        return (
+            format!(
+                "Not delivered ({}) from {ip}: {}",
+                rec.outcome,
+                rec.error.as_deref().unwrap_or("no reply")
+            ),
+            "Check that this host can reach the MX on port 25, then run confirm again.".into(),
+        );
+    };
+    let e = reply::explain(&Reply {
+        code: d.code,
+        enhanced: d.enhanced.as_deref().and_then(|e| e.parse().ok()),
+        lines: vec![d.text.clone()],
+    });
+    let mut codes = d.code.to_string();
+    if let Some(en) = &d.enhanced {
+        let _ = write!(codes, " {en}");
+    }
+    if let Some(t) = &rec.token {
+        let _ = write!(codes, ", {t}");
+    }
+    let head = match rec.outcome {
+        OutcomeClass::Throttled => format!(
+            "Throttled ({codes}): the connector does not list this IP ({ip}) yet, or the change has not taken effect"
+        ),
+        _ => format!("{} ({codes}) from {ip}: {}", e.title, e.meaning),
+    };
+    let _ = reply_text;
+    (head, e.action)
+}
+
+/// Sends one confirmation through `ep` and reads where it went: over IMAP when `imap` covers the
+/// recipient, or in the simulator's message trace when `sim` is given.
+pub async fn confirm_with(
+    ep: &Endpoint,
+    from_ip: Ipv4Addr,
+    to: &str,
+    imap: Option<(&ImapTarget, ObserveOptions)>,
+    sim: Option<&SimHandle>,
+) -> Result<ConfirmReport, OpsError> {
+    send::check_source_ip(from_ip).map_err(|e| OpsError::Config(format!("--from-ip: {e}")))?;
+    let reference = reference_id("MH");
+    let ctx = ep.context(&reference)?;
+    let shot = OneShot {
+        source_ip: from_ip,
+        sender: "platform".into(),
+        tls_mode: TlsMode::StarttlsOpportunistic,
+        recipients: vec![to.to_string()],
+        phase: "connector-test".into(),
+        burst: "confirm".into(),
+        index: 0,
+        body_size: 512,
+    };
+    let sent_at = Utc::now();
+    let rec = send::send_one(&ctx, &shot).await;
+    let reply_text = rec.reply.as_ref().map(|d| {
+        let mut s = d.code.to_string();
+        if let Some(e) = &d.enhanced {
+            let _ = write!(s, " {e}");
+        }
+        let _ = write!(s, " {}", d.text);
+        redact(&s, to)
+    });
+    let (mut verdict, next_step) = verdict(&rec, reply_text.as_deref());
+    let mut arrival = None;
+    let mut connector = None;
+    if rec.outcome == OutcomeClass::Accepted {
+        if let Some(sim) = sim {
+            sim.wait_delivered(SIM_DELIVERY_WAIT).await;
+            let trace = sim
+                .trace(Some(sent_at - chrono::Duration::seconds(1)))
+                .map_err(|e| OpsError::Infra(format!("reading the simulator's trace: {e}")))?;
+            let mid = rec.message_id.trim_matches(['<', '>']);
+            if let Some(t) = trace.iter().find(|t| {
+                t.message_id
+                    .as_deref()
+                    .is_some_and(|m| m.trim_matches(['<', '>']) == mid)
+            }) {
+                connector = t.connector.clone();
+                arrival = Some(match t.deliveries.first() {
+                    Some(d) => d.folder.clone(),
+                    None => "not found".into(),
+                });
+            }
+        } else if let Some((imap, opts)) = imap {
+            let obs = observe::observe(imap, &reference, std::slice::from_ref(&rec), &opts)
+                .await
+                .map_err(|e| OpsError::Infra(format!("observing over IMAP: {e}")))?;
+            arrival = obs
+                .records
+                .iter()
+                .find(|o| o.status != ObservationStatus::Anomaly)
+                .map(|o| match o.status {
+                    ObservationStatus::Found => {
+                        o.folder_name.clone().unwrap_or_else(|| "found".into())
+                    }
+                    _ => "not found".into(),
+                });
+        }
+        match arrival.as_deref() {
+            Some("not found") => {
+                verdict.push_str(", but the message was not found in the mailbox by the deadline")
+            }
+            Some(f) => {
+                let _ = write!(verdict, "; it arrived in {f}");
+            }
+            None => {}
+        }
+    }
+    Ok(ConfirmReport {
+        reference,
+        sent_at,
+        to: mask_address(to),
+        from_ip,
+        mx_host: ep.mx_host.clone(),
+        message_id: rec.message_id.clone(),
+        outcome: rec.outcome,
+        tls_version: rec.tls.as_ref().map(|t| t.version.clone()),
+        reply: reply_text,
+        error: rec.error.as_deref().map(|e| redact(e, to)),
+        verdict: redact(&verdict, to),
+        next_step,
+        ok: rec.outcome == OutcomeClass::Accepted && arrival.as_deref() != Some("not found"),
+        arrival,
+        connector,
+    })
+}
+
+/// Confirms against a target: the simulator (started in-process for the duration) or a tenant.
+pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmReport, OpsError> {
+    super::check_guard(t, &opts.to)?;
+    let from_ip = match opts.from_ip {
+        Some(ip) => ip,
+        None => super::senders(t).first().map(|(_, ip)| *ip).ok_or_else(|| {
+            OpsError::Config(format!("{}: the target lists no [senders]", t.src.path.display()))
+        })?,
+    };
+    let report = if super::is_simulator(t) {
+        let dir = super::verify::tempdir()?;
+        let sim = crate::sim::start(t.file.tenant(), &dir)
+            .await
+            .map_err(|e| OpsError::Infra(format!("cannot start the embedded simulator: {e}")))?;
+        let domain = opts.to.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let ep = Endpoint::simulator(&sim, domain)?;
+        let r = confirm_with(&ep, from_ip, &opts.to, None, Some(&sim)).await;
+        let _ = sim.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        r?
+    } else {
+        let ep = super::tenant_endpoint(t, opts.dns).await?;
+        let covered = t
+            .file
+            .mailboxes
+            .iter()
+            .any(|m| m.get_ref().address.get_ref().eq_ignore_ascii_case(&opts.to));
+        let imap = if covered && t.file.imap.is_some() {
+            Some(ImapTarget::from_target(&t.file).map_err(|e| {
+                OpsError::Config(format!("{}: {e}", t.src.path.display()))
+            })?)
+        } else {
+            None
+        };
+        let oopts = ObserveOptions::from_target(&t.file);
+        confirm_with(&ep, from_ip, &opts.to, imap.as_ref().map(|i| (i, oopts)), None).await?
+    };
+    if let Some(dir) = &opts.report_dir {
+        report.write(dir)?;
+    }
+    Ok(report)
+}
+
+impl ConfirmReport {
+    /// The report for a person, and for pasting into a ticket (Markdown).
+    pub fn render_markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# Connector test {}\n", self.reference);
+        let _ = writeln!(o, "**{}.**\n", self.verdict);
+        let _ = writeln!(o, "| | |\n|---|---|");
+        let _ = writeln!(o, "| Reference id | `{}` |", self.reference);
+        let _ = writeln!(o, "| Sent | {} |", self.sent_at.to_rfc3339());
+        let _ = writeln!(o, "| To | {} |", self.to);
+        let _ = writeln!(o, "| From IP | {} |", self.from_ip);
+        let _ = writeln!(o, "| MX | {} |", self.mx_host);
+        let _ = writeln!(o, "| Message-ID | `{}` |", self.message_id);
+        let _ = writeln!(
+            o,
+            "| TLS | {} |",
+            self.tls_version.as_deref().map(tls_words).unwrap_or_else(|| "none".into())
+        );
+        if let Some(r) = &self.reply {
+            let _ = writeln!(o, "| Receiver's reply | `{}` |", r.replace('|', "\\|"));
+        }
+        if let Some(e) = &self.error {
+            let _ = writeln!(o, "| Error | {} |", e.replace('|', "\\|"));
+        }
+        if let Some(a) = &self.arrival {
+            let _ = writeln!(o, "| Arrived in | {a} |");
+        }
+        if let Some(c) = &self.connector {
+            let _ = writeln!(o, "| Connector matched | {c} |");
+        }
+        let _ = writeln!(o, "\nNext step: {}", self.next_step);
+        o
+    }
+
+    /// Writes `confirm-<reference>.md` and `.json` into `dir`; returns the Markdown path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf, OpsError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| OpsError::Infra(format!("cannot create {}: {e}", dir.display())))?;
+        let md = dir.join(format!("confirm-{}.md", self.reference));
+        std::fs::write(&md, self.render_markdown())
+            .map_err(|e| OpsError::Infra(format!("cannot write {}: {e}", md.display())))?;
+        let js = dir.join(format!("confirm-{}.json", self.reference));
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| OpsError::Infra(format!("cannot encode the report: {e}")))?;
+        std::fs::write(&js, text)
+            .map_err(|e| OpsError::Infra(format!("cannot write {}: {e}", js.display())))?;
+        Ok(md)
+    }
+}

@@ -1,0 +1,676 @@
+//! `mailharness verify`: after an IP change, can each sending IP still deliver?
+//!
+//! Per IP: is it bound here; the MX (resolved once, shared); connect, EHLO and STARTTLS with the
+//! TLS version, cipher and certificate; one message with TLS and one without, both classified by
+//! the knowledge base; and, where the target has mailboxes, where each landed (over IMAP).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{reference_id, senders, tenant_endpoint, Endpoint, OpsError};
+use crate::observe::{self, ImapTarget, ObserveOptions};
+use crate::record::{AttemptRecord, CertVerification, ObservationStatus, OutcomeClass, TlsInfo};
+use crate::reply::{self, Reply};
+use crate::scenario::types::TlsMode;
+use crate::scenario::LoadedTarget;
+use crate::send::{self, OneShot};
+
+/// Version of the verification JSON; bump on incompatible change.
+pub const VERIFY_SCHEMA: u32 = 1;
+/// A certificate expiring within this many days is flagged.
+const EXPIRY_WARN_DAYS: i64 = 14;
+/// Size of each verification message body.
+const BODY_SIZE: u64 = 512;
+
+/// How `verify` runs.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The nameserver for MX lookups (`--dns`), overriding the target's `[smtp] dns`.
+    pub dns: Option<SocketAddr>,
+    /// Skip IMAP observation even when the target has mailboxes.
+    pub no_observe: bool,
+    /// A previous verification to compare with.
+    pub previous: Option<VerifyReport>,
+}
+
+/// The explanation of a refused message, as stored in the JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Brief {
+    /// Knowledge-base family id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    /// Title ("IP throttling …", or "Unknown").
+    pub title: String,
+    /// What it means.
+    pub meaning: String,
+    /// Whether a connector helps, in words.
+    pub connector: String,
+    /// What to do.
+    pub action: String,
+}
+
+/// One verification message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendCheck {
+    /// `starttls` or `none`.
+    pub tls_mode: TlsMode,
+    /// The outcome class, as the send engine records it.
+    pub outcome: OutcomeClass,
+    /// The deciding reply (`451 4.7.500 …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// The AS/S token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Why it failed without a reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The knowledge base's explanation, for anything not accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Brief>,
+    /// The Message-ID sent.
+    pub message_id: String,
+    /// Where it was found over IMAP (`INBOX`, the Junk folder's name), `missing`, or absent when
+    /// not observed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
+}
+
+impl SendCheck {
+    /// Whether the message was accepted (and, when observed, found).
+    pub fn ok(&self) -> bool {
+        self.outcome == OutcomeClass::Accepted && self.observed.as_deref() != Some("missing")
+    }
+}
+
+/// Everything found out about one sending IP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IpResult {
+    /// Sender role.
+    pub role: String,
+    /// The IP.
+    pub ip: Ipv4Addr,
+    /// Whether it can be bound on this host.
+    pub bound: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind_error: Option<String>,
+    /// Whether an MX host was resolved to connect to.
+    pub mx_resolved: bool,
+    /// What STARTTLS negotiated (from the TLS message's session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    /// The message sent with STARTTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with_tls: Option<SendCheck>,
+    /// The message sent without TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub without_tls: Option<SendCheck>,
+    /// Certificate or observation warnings that do not fail the IP.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Whether this IP can deliver.
+    pub passed: bool,
+}
+
+/// One MX host as found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MxView {
+    /// Preference.
+    pub preference: u16,
+    /// Host name.
+    pub host: String,
+    /// IPv4 addresses.
+    pub ipv4: Vec<Ipv4Addr>,
+}
+
+/// A whole verification: the JSON `--json` prints and `--previous` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Schema version.
+    pub schema: u32,
+    /// The reference id in every message (`X-Harness-Run`).
+    pub run_id: String,
+    /// Target name.
+    pub target: String,
+    /// Recipient domain.
+    pub domain: String,
+    /// The mailbox the messages went to.
+    pub recipient: String,
+    /// When it ran.
+    pub checked_at: DateTime<Utc>,
+    /// The MX hosts found (empty when the target names its MX).
+    pub mx: Vec<MxView>,
+    /// The MX host connected to.
+    pub mx_host: String,
+    /// `ip:port` connected to.
+    pub destination: String,
+    /// Whether delivery was observed over IMAP.
+    pub observed: bool,
+    /// One entry per sending IP.
+    pub ips: Vec<IpResult>,
+    /// Whether every IP passed.
+    pub passed: bool,
+    /// What changed since `--previous` (empty without one).
+    #[serde(default)]
+    pub changes: Vec<String>,
+}
+
+fn brief(r: &AttemptRecord) -> Option<Brief> {
+    if r.outcome == OutcomeClass::Accepted {
+        return None;
+    }
+    let rep = r.reply.as_ref()?;
+    let e = reply::explain(&Reply {
+        code: rep.code,
+        enhanced: rep.enhanced.as_deref().and_then(|e| e.parse().ok()),
+        lines: vec![rep.text.clone()],
+    });
+    Some(Brief {
+        family: e.family,
+        title: e.title,
+        meaning: e.meaning,
+        connector: e.connector_text,
+        action: e.action,
+    })
+}
+
+fn check_of(r: &AttemptRecord) -> SendCheck {
+    SendCheck {
+        tls_mode: r.tls_mode,
+        outcome: r.outcome,
+        reply: r.reply.as_ref().map(|d| {
+            let mut s = d.code.to_string();
+            if let Some(e) = &d.enhanced {
+                let _ = write!(s, " {e}");
+            }
+            if !d.text.is_empty() {
+                let _ = write!(s, " {}", d.text);
+            }
+            s
+        }),
+        token: r.token.clone(),
+        error: r.error.clone(),
+        explanation: brief(r),
+        message_id: r.message_id.clone(),
+        observed: None,
+    }
+}
+
+/// Certificate warnings: not verified, or expiring soon.
+fn tls_warnings(tls: &TlsInfo, now: DateTime<Utc>) -> Vec<String> {
+    let mut w = Vec::new();
+    match &tls.verification {
+        CertVerification::Valid => {}
+        CertVerification::Expired => w.push("the MX certificate has expired".into()),
+        CertVerification::NameMismatch => {
+            w.push("the MX certificate does not name the MX host".into())
+        }
+        CertVerification::UnknownIssuer => {
+            w.push("the MX certificate's issuer is not trusted here".into())
+        }
+        CertVerification::Invalid(m) => w.push(format!("the MX certificate is invalid: {m}")),
+    }
+    if let Some(na) = tls.peer_not_after {
+        let days = (na - now).num_days();
+        if (0..EXPIRY_WARN_DAYS).contains(&days) {
+            w.push(format!("the MX certificate expires in {days} day(s), on {na}"));
+        }
+    }
+    w
+}
+
+/// Runs the verification against a real tenant (the target's `[smtp]`), or the simulator when the
+/// target is one (started in-process for the duration).
+pub async fn verify(t: &LoadedTarget, opts: &VerifyOptions) -> Result<VerifyReport, OpsError> {
+    if super::is_simulator(t) {
+        let dir = tempdir()?;
+        let sim = crate::sim::start(t.file.tenant(), &dir)
+            .await
+            .map_err(|e| OpsError::Infra(format!("cannot start the embedded simulator: {e}")))?;
+        let domain = t
+            .file
+            .tenant()
+            .accepted_domains
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let ep = Endpoint::simulator(&sim, &domain)?;
+        let r = verify_with(t, &ep, opts).await;
+        let _ = sim.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return r;
+    }
+    let ep = tenant_endpoint(t, opts.dns).await?;
+    verify_with(t, &ep, opts).await
+}
+
+/// A private state directory for an in-process simulator.
+pub(crate) fn tempdir() -> Result<std::path::PathBuf, OpsError> {
+    let d = std::env::temp_dir().join(format!(
+        "mailharness-ops-{}",
+        uuid::Uuid::new_v4().as_simple()
+    ));
+    std::fs::create_dir_all(&d)
+        .map_err(|e| OpsError::Infra(format!("cannot create {}: {e}", d.display())))?;
+    Ok(d)
+}
+
+/// Runs the verification against an already resolved endpoint.
+pub async fn verify_with(
+    t: &LoadedTarget,
+    ep: &Endpoint,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, OpsError> {
+    let path = t.src.path.display().to_string();
+    let recipient = t
+        .file
+        .mailboxes
+        .first()
+        .map(|m| m.get_ref().address.get_ref().clone())
+        .ok_or_else(|| {
+            OpsError::Config(format!(
+                "{path}: the target lists no [[mailboxes]]: verify needs a test mailbox to send to"
+            ))
+        })?;
+    super::check_guard(t, &recipient)?;
+    let imap = if opts.no_observe || t.file.imap.is_none() {
+        None
+    } else {
+        Some(ImapTarget::from_target(&t.file).map_err(|e| OpsError::Config(format!("{path}: {e}")))?)
+    };
+    let run_id = reference_id("verify");
+    let ctx = ep.context(&run_id)?;
+    let now = Utc::now();
+    let mut results = Vec::new();
+    let mut attempts = Vec::new();
+    for (role, ip) in senders(t) {
+        let mut res = IpResult {
+            role: role.clone(),
+            ip,
+            bound: true,
+            bind_error: None,
+            mx_resolved: true,
+            tls: None,
+            with_tls: None,
+            without_tls: None,
+            warnings: Vec::new(),
+            passed: false,
+        };
+        if let Err(e) = send::check_source_ip(ip) {
+            res.bound = false;
+            res.bind_error = Some(e.to_string());
+            results.push(res);
+            continue;
+        }
+        // One message per TLS mode, each on its own connection, like any sending MTA would.
+        for (i, mode) in [TlsMode::Starttls, TlsMode::None].into_iter().enumerate() {
+            let shot = OneShot {
+                source_ip: ip,
+                sender: role.clone(),
+                tls_mode: mode,
+                recipients: vec![recipient.clone()],
+                phase: "verify".into(),
+                burst: "verify".into(),
+                index: i as u32,
+                body_size: BODY_SIZE,
+            };
+            let rec = send::send_one(&ctx, &shot).await;
+            if mode == TlsMode::Starttls {
+                res.tls = rec.tls.clone();
+                res.with_tls = Some(check_of(&rec));
+            } else {
+                res.without_tls = Some(check_of(&rec));
+            }
+            attempts.push(rec);
+        }
+        if let Some(tls) = &res.tls {
+            res.warnings.extend(tls_warnings(tls, now));
+        }
+        results.push(res);
+    }
+    let observed = match &imap {
+        Some(imap) if attempts.iter().any(|a| a.outcome == OutcomeClass::Accepted) => {
+            let oopts = ObserveOptions::from_target(&t.file);
+            let obs = observe::observe(imap, &run_id, &attempts, &oopts)
+                .await
+                .map_err(|e| OpsError::Infra(format!("observing over IMAP: {e}")))?;
+            let mut by_attempt: BTreeMap<String, String> = BTreeMap::new();
+            for o in &obs.records {
+                let Some(id) = &o.attempt_id else { continue };
+                let v = match o.status {
+                    ObservationStatus::Found => o.folder_name.clone().unwrap_or_else(|| "found".into()),
+                    ObservationStatus::Missing => "missing".into(),
+                    ObservationStatus::Anomaly => continue,
+                };
+                by_attempt.insert(id.clone(), v);
+            }
+            for res in &mut results {
+                for c in [&mut res.with_tls, &mut res.without_tls].into_iter().flatten() {
+                    let id = attempts
+                        .iter()
+                        .find(|a| a.message_id == c.message_id)
+                        .map(|a| a.attempt_id.clone());
+                    if let Some(v) = id.and_then(|id| by_attempt.get(&id)) {
+                        c.observed = Some(v.clone());
+                    }
+                }
+            }
+            for w in &obs.summary.warnings {
+                for res in &mut results {
+                    res.warnings.push(format!("observation: {w}"));
+                }
+            }
+            true
+        }
+        _ => false,
+    };
+    for res in &mut results {
+        res.passed = res.bound
+            && res.with_tls.as_ref().is_some_and(SendCheck::ok)
+            && res.without_tls.as_ref().is_some_and(SendCheck::ok);
+    }
+    let mut report = VerifyReport {
+        schema: VERIFY_SCHEMA,
+        run_id,
+        target: t.file.name.get_ref().clone(),
+        domain: ep.domain.clone(),
+        recipient,
+        checked_at: now,
+        mx: ep
+            .mx
+            .iter()
+            .map(|(p, h, ips)| MxView {
+                preference: *p,
+                host: h.clone(),
+                ipv4: ips.clone(),
+            })
+            .collect(),
+        mx_host: ep.mx_host.clone(),
+        destination: ep.destination.to_string(),
+        observed,
+        passed: results.iter().all(|r| r.passed),
+        ips: results,
+        changes: Vec::new(),
+    };
+    if let Some(prev) = &opts.previous {
+        report.changes = compare(prev, &report);
+    }
+    Ok(report)
+}
+
+/// Reads a previous verification's JSON (`--previous`).
+pub fn read_previous(path: &std::path::Path) -> Result<VerifyReport, OpsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        OpsError::Config(format!("--previous {}: cannot read it: {e}", path.display()))
+    })?;
+    let r: VerifyReport = serde_json::from_str(&text).map_err(|e| {
+        OpsError::Config(format!(
+            "--previous {}: not a `mailharness verify --json` report: {e}",
+            path.display()
+        ))
+    })?;
+    if r.schema != VERIFY_SCHEMA {
+        return Err(OpsError::Config(format!(
+            "--previous {}: schema {} is not the {VERIFY_SCHEMA} this version reads",
+            path.display(),
+            r.schema
+        )));
+    }
+    Ok(r)
+}
+
+fn outcome_of(c: &Option<SendCheck>) -> String {
+    match c {
+        Some(c) => match &c.observed {
+            Some(o) => format!("{} ({o})", c.outcome),
+            None => c.outcome.to_string(),
+        },
+        None => "not sent".into(),
+    }
+}
+
+/// What changed between two verifications, one sentence each.
+pub fn compare(prev: &VerifyReport, now: &VerifyReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if prev.mx_host != now.mx_host || prev.destination != now.destination {
+        out.push(format!(
+            "MX: {} ({}) -> {} ({})",
+            prev.mx_host, prev.destination, now.mx_host, now.destination
+        ));
+    }
+    for n in &now.ips {
+        match prev.ips.iter().find(|p| p.ip == n.ip) {
+            None => out.push(format!(
+                "{} {}: new IP ({})",
+                n.role,
+                n.ip,
+                if n.passed { "passes" } else { "FAILS" }
+            )),
+            Some(p) => {
+                if p.role != n.role {
+                    out.push(format!("{}: role {} -> {}", n.ip, p.role, n.role));
+                }
+                if p.passed != n.passed {
+                    out.push(format!(
+                        "{} {}: {} -> {}",
+                        n.role,
+                        n.ip,
+                        if p.passed { "PASS" } else { "FAIL" },
+                        if n.passed { "PASS" } else { "FAIL" }
+                    ));
+                }
+                for (label, a, b) in [
+                    ("with TLS", &p.with_tls, &n.with_tls),
+                    ("without TLS", &p.without_tls, &n.without_tls),
+                ] {
+                    let (x, y) = (outcome_of(a), outcome_of(b));
+                    if x != y {
+                        out.push(format!("{} {} {label}: {x} -> {y}", n.role, n.ip));
+                    }
+                }
+                let v = |t: &Option<TlsInfo>| {
+                    t.as_ref()
+                        .map(|t| format!("TLS {} {}", t.version, t.cipher))
+                        .unwrap_or_else(|| "no TLS".into())
+                };
+                if v(&p.tls) != v(&n.tls) {
+                    out.push(format!("{} {}: {} -> {}", n.role, n.ip, v(&p.tls), v(&n.tls)));
+                }
+                if p.bound != n.bound {
+                    out.push(format!(
+                        "{} {}: {} here",
+                        n.role,
+                        n.ip,
+                        if n.bound { "now bound" } else { "no longer bound" }
+                    ));
+                }
+            }
+        }
+    }
+    for p in &prev.ips {
+        if !now.ips.iter().any(|n| n.ip == p.ip) {
+            out.push(format!(
+                "{} {}: no longer a sending IP (remove it from the connector: `mailharness connector --current …`)",
+                p.role, p.ip
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push("nothing changed".into());
+    }
+    out
+}
+
+fn cell_send(c: &Option<SendCheck>) -> String {
+    let Some(c) = c else {
+        return "-".into();
+    };
+    let mut s = c.outcome.to_string();
+    if let Some(r) = &c.reply {
+        // The code and enhanced code are enough in the table; the explanation follows below.
+        let short: Vec<&str> = r.split_whitespace().take(2).collect();
+        let _ = write!(s, " {}", short.join(" "));
+    }
+    if let Some(t) = &c.token {
+        let _ = write!(s, " {t}");
+    }
+    s
+}
+
+fn cell_seen(r: &IpResult, observed: bool) -> String {
+    if !observed {
+        return "not observed".into();
+    }
+    let f = |c: &Option<SendCheck>| {
+        c.as_ref()
+            .and_then(|c| c.observed.clone())
+            .unwrap_or_else(|| "-".into())
+    };
+    format!("{} / {}", f(&r.with_tls), f(&r.without_tls))
+}
+
+fn cell_tls(r: &IpResult) -> String {
+    match &r.tls {
+        Some(t) => {
+            let v = match &t.verification {
+                CertVerification::Valid => "valid".to_string(),
+                CertVerification::Expired => "EXPIRED".into(),
+                CertVerification::NameMismatch => "NAME-MISMATCH".into(),
+                CertVerification::UnknownIssuer => "UNKNOWN-ISSUER".into(),
+                CertVerification::Invalid(_) => "INVALID".into(),
+            };
+            let exp = t
+                .peer_not_after
+                .map(|d| format!(" until {}", d.format("%Y-%m-%d")))
+                .unwrap_or_default();
+            format!("TLS {} {} cert {v}{exp}", t.version, t.cipher)
+        }
+        None if r.bound => "no TLS".into(),
+        None => "-".into(),
+    }
+}
+
+impl VerifyReport {
+    /// One table a person can read, then the explanations of failures and what changed.
+    pub fn render_text(&self) -> String {
+        let mut o = String::new();
+        let mx = if self.mx.is_empty() {
+            self.mx_host.clone()
+        } else {
+            self.mx
+                .iter()
+                .map(|m| format!("{} (pref {})", m.host, m.preference))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "verify {} ({}): MX {mx} -> {} ; to {} ; reference {}",
+            self.target, self.domain, self.destination, self.recipient, self.run_id
+        );
+        let head = [
+            "ROLE", "IP", "BOUND", "MX", "STARTTLS", "WITH TLS", "WITHOUT TLS", "MAILBOX (tls/plain)", "RESULT",
+        ];
+        let rows: Vec<[String; 9]> = self
+            .ips
+            .iter()
+            .map(|r| {
+                [
+                    r.role.clone(),
+                    r.ip.to_string(),
+                    if r.bound { "yes".into() } else { "NO".into() },
+                    if r.mx_resolved { "ok".into() } else { "-".into() },
+                    cell_tls(r),
+                    cell_send(&r.with_tls),
+                    cell_send(&r.without_tls),
+                    cell_seen(r, self.observed),
+                    if r.passed { "PASS".into() } else { "FAIL".into() },
+                ]
+            })
+            .collect();
+        let mut w = head.map(str::len);
+        for r in &rows {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let line = |cells: Vec<String>| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                if i + 1 == cells.len() {
+                    s.push_str(c);
+                } else {
+                    let _ = write!(s, "{c:<width$}  ", width = w[i]);
+                }
+            }
+            s
+        };
+        let _ = writeln!(o, "{}", line(head.iter().map(|s| s.to_string()).collect()));
+        for r in rows {
+            let _ = writeln!(o, "{}", line(r.to_vec()));
+        }
+        for r in &self.ips {
+            if !r.bound {
+                let _ = writeln!(
+                    o,
+                    "\n{} {} FAILS: not bound on this host: {}",
+                    r.role,
+                    r.ip,
+                    r.bind_error.as_deref().unwrap_or("")
+                );
+                continue;
+            }
+            for c in [&r.with_tls, &r.without_tls].into_iter().flatten() {
+                if c.ok() {
+                    continue;
+                }
+                let _ = writeln!(o, "\n{} {} {}: {}", r.role, r.ip, mode_words(c.tls_mode), c.outcome);
+                if let Some(rep) = &c.reply {
+                    let _ = writeln!(o, "  reply:      {rep}");
+                }
+                if let Some(e) = &c.error {
+                    let _ = writeln!(o, "  error:      {e}");
+                }
+                if c.observed.as_deref() == Some("missing") {
+                    let _ = writeln!(o, "  accepted, but not found in the mailbox by the deadline");
+                }
+                if let Some(b) = &c.explanation {
+                    let _ = writeln!(o, "  family:     {}", b.title);
+                    let _ = writeln!(o, "  meaning:    {}", b.meaning);
+                    let _ = writeln!(o, "  connector:  {}", b.connector);
+                    let _ = writeln!(o, "  what to do: {}", b.action);
+                }
+            }
+            for w in &r.warnings {
+                let _ = writeln!(o, "  warning ({} {}): {w}", r.role, r.ip);
+            }
+        }
+        if !self.changes.is_empty() {
+            let _ = writeln!(o, "\nChanges since the previous verification:");
+            for c in &self.changes {
+                let _ = writeln!(o, "  {c}");
+            }
+        }
+        let failed = self.ips.iter().filter(|r| !r.passed).count();
+        let _ = writeln!(
+            o,
+            "\n{}: {} of {} sending IP(s) can deliver",
+            if self.passed { "PASS" } else { "FAIL" },
+            self.ips.len() - failed,
+            self.ips.len()
+        );
+        o
+    }
+}
+
+fn mode_words(m: TlsMode) -> &'static str {
+    match m {
+        TlsMode::None => "without TLS",
+        _ => "with TLS",
+    }
+}
