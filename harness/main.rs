@@ -78,6 +78,78 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Per sending IP: bound here, MX, STARTTLS and certificate, one message with and one without
+    /// TLS, classified and observed. Exit 0: every IP can deliver; 1: some cannot; 2: configuration; 3: infrastructure.
+    Verify {
+        /// The target file (default: the embedded simulator).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Nameserver for the MX lookup, `ip:port` (default: the target's [smtp] dns, else the system's).
+        #[arg(long)]
+        dns: Option<String>,
+        /// Print the report as JSON instead of the table (the input of a later --previous).
+        #[arg(long)]
+        json: bool,
+        /// A previous `verify --json` output: show what changed.
+        #[arg(long)]
+        previous: Option<PathBuf>,
+        /// Do not read the mailboxes over IMAP.
+        #[arg(long)]
+        no_observe: bool,
+    },
+    /// Send one labelled test message to a customer and print the verdict in plain words.
+    /// Exit 0: accepted; 1: not delivered; 2: configuration; 3: infrastructure.
+    Confirm {
+        /// The customer's address.
+        #[arg(long)]
+        to: String,
+        /// The sending IP (default: the target's first sender role).
+        #[arg(long)]
+        from_ip: Option<std::net::Ipv4Addr>,
+        /// The target file (default: the embedded simulator).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Nameserver for the MX lookup, `ip:port`.
+        #[arg(long)]
+        dns: Option<String>,
+        /// Where to write the shareable report (confirm-<reference>.md and .json).
+        #[arg(long, default_value = "reports")]
+        report_dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain an SMTP reply, a bounce or DSN file, or stdin: code family, meaning, whether a
+    /// connector helps, what to do. Exit 0: explained; 2: nothing to explain.
+    Explain {
+        /// The reply line, e.g. "451 4.7.500 Server busy ... (AS761)" (omit to read --file or stdin).
+        reply: Vec<String>,
+        /// A bounce message or RFC 3464 DSN file ("-" for stdin).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print the explanation as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the Exchange admin center steps and PowerShell for the inbound connector of the
+    /// target's sender IPs; with --current, the change needed after an IP change. Exit 2 on a broken rule.
+    Connector {
+        /// The target file (default: the embedded simulator).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// The IPs the connector lists now, comma-separated.
+        #[arg(long)]
+        current: Option<String>,
+        /// The connector name.
+        #[arg(long, default_value = mailharness::connector::DEFAULT_CONNECTOR_NAME)]
+        name: String,
+        /// Also reject mail for the tenant from any other IP (-RestrictDomainsToIPAddresses $true).
+        #[arg(long)]
+        restrict_to_ips: bool,
+        /// A TLS certificate name to restrict to (refused: IP and certificate restrictions must not mix).
+        #[arg(long)]
+        certificate_name: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -113,6 +185,35 @@ fn main() -> ExitCode {
             reports,
             no_progress,
         } => run(&scenarios, target.as_deref(), &reports, !no_progress),
+        Command::Verify {
+            target,
+            dns,
+            json,
+            previous,
+            no_observe,
+        } => ops_verify(target.as_deref(), dns.as_deref(), json, previous.as_deref(), no_observe),
+        Command::Confirm {
+            to,
+            from_ip,
+            target,
+            dns,
+            report_dir,
+            json,
+        } => ops_confirm(&to, from_ip, target.as_deref(), dns.as_deref(), &report_dir, json),
+        Command::Explain { reply, file, json } => ops_explain(&reply, file.as_deref(), json),
+        Command::Connector {
+            target,
+            current,
+            name,
+            restrict_to_ips,
+            certificate_name,
+        } => ops_connector(
+            target.as_deref(),
+            current.as_deref(),
+            &name,
+            restrict_to_ips,
+            certificate_name,
+        ),
     }
 }
 
@@ -377,6 +478,245 @@ fn plan(scenario_path: &Path, target_path: Option<&Path>, json: bool) -> ExitCod
         }
         Err(d) => {
             eprintln!("{d}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// A runtime for the ops commands (multi-threaded: the simulator runs beside the client).
+fn ops_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_INFRA)
+        })
+}
+
+/// Maps an ops error to its message and exit code.
+fn ops_fail(e: mailharness::ops::OpsError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(match e {
+        mailharness::ops::OpsError::Config(_) => EXIT_CONFIG,
+        mailharness::ops::OpsError::Infra(_) => EXIT_INFRA,
+    })
+}
+
+/// Parses `--dns`.
+fn ops_dns(dns: Option<&str>) -> Result<Option<std::net::SocketAddr>, ExitCode> {
+    dns.map(mailharness::dns::parse_nameserver)
+        .transpose()
+        .map_err(|e| {
+            eprintln!("error: --dns: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
+/// `mailharness verify`: every sending IP checked end to end.
+fn ops_verify(
+    target: Option<&Path>,
+    dns: Option<&str>,
+    json: bool,
+    previous: Option<&Path>,
+    no_observe: bool,
+) -> ExitCode {
+    use mailharness::ops::{verify, VerifyOptions};
+    let tgt = match scenario::load_target(target) {
+        Ok(t) => t,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let dns = match ops_dns(dns) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let previous = match previous.map(mailharness::ops::verify::read_previous).transpose() {
+        Ok(p) => p,
+        Err(e) => return ops_fail(e),
+    };
+    let rt = match ops_runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    let opts = VerifyOptions {
+        dns,
+        no_observe,
+        previous,
+    };
+    match rt.block_on(verify(&tgt, &opts)) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the report as JSON: {e}");
+                        return ExitCode::from(EXIT_INFRA);
+                    }
+                }
+            } else {
+                print!("{}", report.render_text());
+            }
+            ExitCode::from(if report.passed { EXIT_PASS } else { EXIT_FAIL })
+        }
+        Err(e) => ops_fail(e),
+    }
+}
+
+/// `mailharness confirm`: one test message for a customer, a verdict and a shareable report.
+fn ops_confirm(
+    to: &str,
+    from_ip: Option<std::net::Ipv4Addr>,
+    target: Option<&Path>,
+    dns: Option<&str>,
+    report_dir: &Path,
+    json: bool,
+) -> ExitCode {
+    use mailharness::ops::{confirm, ConfirmOptions};
+    let tgt = match scenario::load_target(target) {
+        Ok(t) => t,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let dns = match ops_dns(dns) {
+        Ok(d) => d,
+        Err(c) => return c,
+    };
+    let rt = match ops_runtime() {
+        Ok(rt) => rt,
+        Err(c) => return c,
+    };
+    let opts = ConfirmOptions {
+        to: to.to_string(),
+        from_ip,
+        report_dir: Some(report_dir.to_path_buf()),
+        dns,
+    };
+    match rt.block_on(confirm(&tgt, &opts)) {
+        Ok(r) => {
+            if json {
+                match serde_json::to_string_pretty(&r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the report as JSON: {e}");
+                        return ExitCode::from(EXIT_INFRA);
+                    }
+                }
+            } else {
+                print!("{}", r.render_markdown());
+                println!(
+                    "\nShareable report: {}/confirm-{}.md (and .json)",
+                    report_dir.display(),
+                    r.reference
+                );
+            }
+            ExitCode::from(if r.ok { EXIT_PASS } else { EXIT_FAIL })
+        }
+        Err(e) => ops_fail(e),
+    }
+}
+
+/// `mailharness explain`: a reply argument, a file, or stdin.
+fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
+    use std::io::Read as _;
+    let (input, name): (Vec<u8>, String) = if !reply.is_empty() {
+        (reply.join(" ").into_bytes(), "the argument".into())
+    } else {
+        match file {
+            Some(p) if p != Path::new("-") => match std::fs::read(p) {
+                Ok(b) => (b, p.display().to_string()),
+                Err(e) => {
+                    eprintln!("error: --file {}: cannot read it: {e}", p.display());
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            },
+            _ => {
+                let mut b = Vec::new();
+                if let Err(e) = std::io::stdin().read_to_end(&mut b) {
+                    eprintln!("error: cannot read stdin: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                (b, "stdin".into())
+            }
+        }
+    };
+    match mailharness::reply::explain_input(&input, &name) {
+        Ok(r) => {
+            if json {
+                match serde_json::to_string_pretty(&r) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: cannot encode the explanation as JSON: {e}");
+                        return ExitCode::from(EXIT_INFRA);
+                    }
+                }
+            } else {
+                print!("{}", r.render_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `mailharness connector`: instructions for the tenant admin, checked against the connector rules.
+fn ops_connector(
+    target: Option<&Path>,
+    current: Option<&str>,
+    name: &str,
+    restrict_to_ips: bool,
+    certificate_name: Option<String>,
+) -> ExitCode {
+    use mailharness::connector::{check_rules, instructions_text, parse_ip_list, ConnectorRequest};
+    let tgt = match scenario::load_target(target) {
+        Ok(t) => t,
+        Err(d) => {
+            eprintln!("{d}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let roles: Vec<(String, String)> = mailharness::ops::senders(&tgt)
+        .into_iter()
+        .map(|(r, ip)| (r, ip.to_string()))
+        .collect();
+    let req = ConnectorRequest {
+        name: name.to_string(),
+        sender_ips: roles
+            .iter()
+            .map(|(r, ip)| (format!("{}: senders.{r}", tgt.src.path.display()), ip.clone()))
+            .collect(),
+        require_tls: true,
+        restrict_domains_to_ips: restrict_to_ips,
+        certificate_name,
+    };
+    let mut errors = Vec::new();
+    let params = check_rules(&req).map_err(|e| errors.extend(e)).ok();
+    let current = match current.map(|c| parse_ip_list("--current", c)).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    match params {
+        Some(p) if errors.is_empty() => {
+            print!(
+                "{}",
+                instructions_text(tgt.file.name.get_ref(), &p, &roles, current.as_deref())
+            );
+            ExitCode::SUCCESS
+        }
+        _ => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
             ExitCode::from(EXIT_CONFIG)
         }
     }
