@@ -191,7 +191,13 @@ fn main() -> ExitCode {
             json,
             previous,
             no_observe,
-        } => ops_verify(target.as_deref(), dns.as_deref(), json, previous.as_deref(), no_observe),
+        } => ops_verify(
+            target.as_deref(),
+            dns.as_deref(),
+            json,
+            previous.as_deref(),
+            no_observe,
+        ),
         Command::Confirm {
             to,
             from_ip,
@@ -199,7 +205,14 @@ fn main() -> ExitCode {
             dns,
             report_dir,
             json,
-        } => ops_confirm(&to, from_ip, target.as_deref(), dns.as_deref(), &report_dir, json),
+        } => ops_confirm(
+            &to,
+            from_ip,
+            target.as_deref(),
+            dns.as_deref(),
+            &report_dir,
+            json,
+        ),
         Command::Explain { reply, file, json } => ops_explain(&reply, file.as_deref(), json),
         Command::Connector {
             target,
@@ -533,7 +546,10 @@ fn ops_verify(
         Ok(d) => d,
         Err(c) => return c,
     };
-    let previous = match previous.map(mailharness::ops::verify::read_previous).transpose() {
+    let previous = match previous
+        .map(mailharness::ops::verify::read_previous)
+        .transpose()
+    {
         Ok(p) => p,
         Err(e) => return ops_fail(e),
     };
@@ -690,7 +706,12 @@ fn ops_connector(
         name: name.to_string(),
         sender_ips: roles
             .iter()
-            .map(|(r, ip)| (format!("{}: senders.{r}", tgt.src.path.display()), ip.clone()))
+            .map(|(r, ip)| {
+                (
+                    format!("{}: senders.{r}", tgt.src.path.display()),
+                    ip.clone(),
+                )
+            })
             .collect(),
         require_tls: true,
         restrict_domains_to_ips: restrict_to_ips,
