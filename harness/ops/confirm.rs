@@ -172,6 +172,13 @@ pub async fn confirm_with(
                     .is_some_and(|m| m.trim_matches(['<', '>']) == mid)
             }) {
                 connector = t.connector.clone();
+                if connector.is_none() {
+                    // The receiver says no connector matched: acceptance proves nothing about it.
+                    if let Some(cut) = verdict.find("; your connector is working") {
+                        verdict.truncate(cut);
+                        verdict.push_str(", but no inbound connector matched this IP: it is not throttled yet, and may be once its volume grows");
+                    }
+                }
                 arrival = Some(match t.deliveries.first() {
                     Some(d) => d.folder.clone(),
                     None => "not found".into(),
@@ -226,9 +233,15 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
     super::check_guard(t, &opts.to)?;
     let from_ip = match opts.from_ip {
         Some(ip) => ip,
-        None => super::senders(t).first().map(|(_, ip)| *ip).ok_or_else(|| {
-            OpsError::Config(format!("{}: the target lists no [senders]", t.src.path.display()))
-        })?,
+        None => super::senders(t)
+            .first()
+            .map(|(_, ip)| *ip)
+            .ok_or_else(|| {
+                OpsError::Config(format!(
+                    "{}: the target lists no [senders]",
+                    t.src.path.display()
+                ))
+            })?,
     };
     let report = if super::is_simulator(t) {
         let dir = super::verify::tempdir()?;
@@ -249,14 +262,22 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
             .iter()
             .any(|m| m.get_ref().address.get_ref().eq_ignore_ascii_case(&opts.to));
         let imap = if covered && t.file.imap.is_some() {
-            Some(ImapTarget::from_target(&t.file).map_err(|e| {
-                OpsError::Config(format!("{}: {e}", t.src.path.display()))
-            })?)
+            Some(
+                ImapTarget::from_target(&t.file)
+                    .map_err(|e| OpsError::Config(format!("{}: {e}", t.src.path.display())))?,
+            )
         } else {
             None
         };
         let oopts = ObserveOptions::from_target(&t.file);
-        confirm_with(&ep, from_ip, &opts.to, imap.as_ref().map(|i| (i, oopts)), None).await?
+        confirm_with(
+            &ep,
+            from_ip,
+            &opts.to,
+            imap.as_ref().map(|i| (i, oopts)),
+            None,
+        )
+        .await?
     };
     if let Some(dir) = &opts.report_dir {
         report.write(dir)?;
@@ -280,7 +301,10 @@ impl ConfirmReport {
         let _ = writeln!(
             o,
             "| TLS | {} |",
-            self.tls_version.as_deref().map(tls_words).unwrap_or_else(|| "none".into())
+            self.tls_version
+                .as_deref()
+                .map(tls_words)
+                .unwrap_or_else(|| "none".into())
         );
         if let Some(r) = &self.reply {
             let _ = writeln!(o, "| Receiver's reply | `{}` |", r.replace('|', "\\|"));

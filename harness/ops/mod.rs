@@ -111,18 +111,15 @@ impl Endpoint {
 }
 
 /// The nameserver to use: the command line's, else the target's `[smtp] dns`, else the system's.
-fn nameserver(
-    t: &LoadedTarget,
-    cli: Option<SocketAddr>,
-) -> Result<Option<SocketAddr>, OpsError> {
+fn nameserver(t: &LoadedTarget, cli: Option<SocketAddr>) -> Result<Option<SocketAddr>, OpsError> {
     if cli.is_some() {
         return Ok(cli);
     }
     let smtp = t.file.smtp.as_ref().map(|s| s.get_ref());
     match smtp.and_then(|s| s.dns.as_ref()) {
-        Some(d) => dns::parse_nameserver(d.get_ref()).map(Some).map_err(|e| {
-            OpsError::Config(format!("{}: [smtp] dns: {e}", t.src.path.display()))
-        }),
+        Some(d) => dns::parse_nameserver(d.get_ref())
+            .map(Some)
+            .map_err(|e| OpsError::Config(format!("{}: [smtp] dns: {e}", t.src.path.display()))),
         None => Ok(None),
     }
 }

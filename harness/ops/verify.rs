@@ -218,7 +218,9 @@ fn tls_warnings(tls: &TlsInfo, now: DateTime<Utc>) -> Vec<String> {
     if let Some(na) = tls.peer_not_after {
         let days = (na - now).num_days();
         if (0..EXPIRY_WARN_DAYS).contains(&days) {
-            w.push(format!("the MX certificate expires in {days} day(s), on {na}"));
+            w.push(format!(
+                "the MX certificate expires in {days} day(s), on {na}"
+            ));
         }
     }
     w
@@ -281,7 +283,10 @@ pub async fn verify_with(
     let imap = if opts.no_observe || t.file.imap.is_none() {
         None
     } else {
-        Some(ImapTarget::from_target(&t.file).map_err(|e| OpsError::Config(format!("{path}: {e}")))?)
+        Some(
+            ImapTarget::from_target(&t.file)
+                .map_err(|e| OpsError::Config(format!("{path}: {e}")))?,
+        )
     };
     let run_id = reference_id("verify");
     let ctx = ep.context(&run_id)?;
@@ -343,14 +348,19 @@ pub async fn verify_with(
             for o in &obs.records {
                 let Some(id) = &o.attempt_id else { continue };
                 let v = match o.status {
-                    ObservationStatus::Found => o.folder_name.clone().unwrap_or_else(|| "found".into()),
+                    ObservationStatus::Found => {
+                        o.folder_name.clone().unwrap_or_else(|| "found".into())
+                    }
                     ObservationStatus::Missing => "missing".into(),
                     ObservationStatus::Anomaly => continue,
                 };
                 by_attempt.insert(id.clone(), v);
             }
             for res in &mut results {
-                for c in [&mut res.with_tls, &mut res.without_tls].into_iter().flatten() {
+                for c in [&mut res.with_tls, &mut res.without_tls]
+                    .into_iter()
+                    .flatten()
+                {
                     let id = attempts
                         .iter()
                         .find(|a| a.message_id == c.message_id)
@@ -406,7 +416,10 @@ pub async fn verify_with(
 /// Reads a previous verification's JSON (`--previous`).
 pub fn read_previous(path: &std::path::Path) -> Result<VerifyReport, OpsError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        OpsError::Config(format!("--previous {}: cannot read it: {e}", path.display()))
+        OpsError::Config(format!(
+            "--previous {}: cannot read it: {e}",
+            path.display()
+        ))
     })?;
     let r: VerifyReport = serde_json::from_str(&text).map_err(|e| {
         OpsError::Config(format!(
@@ -432,6 +445,12 @@ fn outcome_of(c: &Option<SendCheck>) -> String {
         },
         None => "not sent".into(),
     }
+}
+
+fn outcome_only(c: &Option<SendCheck>) -> String {
+    c.as_ref()
+        .map(|c| c.outcome.to_string())
+        .unwrap_or_else(|| "not sent".into())
 }
 
 /// What changed between two verifications, one sentence each.
@@ -468,7 +487,14 @@ pub fn compare(prev: &VerifyReport, now: &VerifyReport) -> Vec<String> {
                     ("with TLS", &p.with_tls, &n.with_tls),
                     ("without TLS", &p.without_tls, &n.without_tls),
                 ] {
-                    let (x, y) = (outcome_of(a), outcome_of(b));
+                    // Observation is compared only when both runs observed.
+                    let both = a.as_ref().is_some_and(|c| c.observed.is_some())
+                        && b.as_ref().is_some_and(|c| c.observed.is_some());
+                    let (x, y) = if both {
+                        (outcome_of(a), outcome_of(b))
+                    } else {
+                        (outcome_only(a), outcome_only(b))
+                    };
                     if x != y {
                         out.push(format!("{} {} {label}: {x} -> {y}", n.role, n.ip));
                     }
@@ -479,14 +505,24 @@ pub fn compare(prev: &VerifyReport, now: &VerifyReport) -> Vec<String> {
                         .unwrap_or_else(|| "no TLS".into())
                 };
                 if v(&p.tls) != v(&n.tls) {
-                    out.push(format!("{} {}: {} -> {}", n.role, n.ip, v(&p.tls), v(&n.tls)));
+                    out.push(format!(
+                        "{} {}: {} -> {}",
+                        n.role,
+                        n.ip,
+                        v(&p.tls),
+                        v(&n.tls)
+                    ));
                 }
                 if p.bound != n.bound {
                     out.push(format!(
                         "{} {}: {} here",
                         n.role,
                         n.ip,
-                        if n.bound { "now bound" } else { "no longer bound" }
+                        if n.bound {
+                            "now bound"
+                        } else {
+                            "no longer bound"
+                        }
                     ));
                 }
             }
@@ -574,7 +610,15 @@ impl VerifyReport {
             self.target, self.domain, self.destination, self.recipient, self.run_id
         );
         let head = [
-            "ROLE", "IP", "BOUND", "MX", "STARTTLS", "WITH TLS", "WITHOUT TLS", "MAILBOX (tls/plain)", "RESULT",
+            "ROLE",
+            "IP",
+            "BOUND",
+            "MX",
+            "STARTTLS",
+            "WITH TLS",
+            "WITHOUT TLS",
+            "MAILBOX (tls/plain)",
+            "RESULT",
         ];
         let rows: Vec<[String; 9]> = self
             .ips
@@ -584,12 +628,20 @@ impl VerifyReport {
                     r.role.clone(),
                     r.ip.to_string(),
                     if r.bound { "yes".into() } else { "NO".into() },
-                    if r.mx_resolved { "ok".into() } else { "-".into() },
+                    if r.mx_resolved {
+                        "ok".into()
+                    } else {
+                        "-".into()
+                    },
                     cell_tls(r),
                     cell_send(&r.with_tls),
                     cell_send(&r.without_tls),
                     cell_seen(r, self.observed),
-                    if r.passed { "PASS".into() } else { "FAIL".into() },
+                    if r.passed {
+                        "PASS".into()
+                    } else {
+                        "FAIL".into()
+                    },
                 ]
             })
             .collect();
@@ -629,7 +681,14 @@ impl VerifyReport {
                 if c.ok() {
                     continue;
                 }
-                let _ = writeln!(o, "\n{} {} {}: {}", r.role, r.ip, mode_words(c.tls_mode), c.outcome);
+                let _ = writeln!(
+                    o,
+                    "\n{} {} {}: {}",
+                    r.role,
+                    r.ip,
+                    mode_words(c.tls_mode),
+                    c.outcome
+                );
                 if let Some(rep) = &c.reply {
                     let _ = writeln!(o, "  reply:      {rep}");
                 }
@@ -637,7 +696,10 @@ impl VerifyReport {
                     let _ = writeln!(o, "  error:      {e}");
                 }
                 if c.observed.as_deref() == Some("missing") {
-                    let _ = writeln!(o, "  accepted, but not found in the mailbox by the deadline");
+                    let _ = writeln!(
+                        o,
+                        "  accepted, but not found in the mailbox by the deadline"
+                    );
                 }
                 if let Some(b) = &c.explanation {
                     let _ = writeln!(o, "  family:     {}", b.title);

@@ -60,7 +60,9 @@ pub enum DsnError {
     #[error("not a MIME message (no header block could be parsed)")]
     NotAMessage,
     /// A message, but without a message/delivery-status part.
-    #[error("no message/delivery-status part: this is not an RFC 3464 delivery status notification")]
+    #[error(
+        "no message/delivery-status part: this is not an RFC 3464 delivery status notification"
+    )]
     NoDeliveryStatus,
     /// The delivery-status part is malformed.
     #[error("malformed delivery-status part: {0}")]
@@ -148,9 +150,7 @@ fn groups(text: &str) -> Result<Vec<Group>, DsnError> {
 
 /// The first value of `name` in a group.
 fn field<'a>(g: &'a Group, name: &str) -> Option<&'a str> {
-    g.iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    g.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 /// Strips an RFC 3464 type prefix (`rfc822;`, `dns;`) from an address or MTA field.
@@ -186,7 +186,9 @@ pub fn parse_delivery_status(text: &str) -> Result<DeliveryStatus, DsnError> {
         let status = field(g, "status").map(str::to_string).ok_or_else(|| {
             DsnError::Malformed(format!(
                 "the recipient group for {} has no Status field (RFC 3464 requires one)",
-                field(g, "final-recipient").map(typed_value).unwrap_or_default()
+                field(g, "final-recipient")
+                    .map(typed_value)
+                    .unwrap_or_default()
             ))
         })?;
         ds.recipients.push(RecipientStatus {

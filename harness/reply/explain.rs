@@ -7,9 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::dsn::{self, DeliveryStatus, DsnError};
-use super::{
-    classify, family_match, parse_reply_text, ConnectorRole, EnhancedCode, Family, Reply,
-};
+use super::{classify, family_match, parse_reply_text, ConnectorRole, EnhancedCode, Family, Reply};
 use crate::record::OutcomeClass;
 
 /// A reply or status, explained.
@@ -335,7 +333,13 @@ fn explain_dsn(ds: DeliveryStatus) -> ExplainReport {
         .recipients
         .into_iter()
         .map(|r| {
-            let status = r.status.split_whitespace().next().unwrap_or("").parse::<EnhancedCode>().ok();
+            let status = r
+                .status
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .parse::<EnhancedCode>()
+                .ok();
             let smtp_reply = r.diagnostic_code.as_deref().and_then(|d| {
                 // Only an `smtp;` diagnostic is an SMTP reply; `X-Postfix;` and others are text.
                 let (kind, _) = d.split_once(';')?;
@@ -391,10 +395,7 @@ fn plausible(line: &str, r: &Reply) -> bool {
         .or_else(|| t.strip_prefix("diagnostic-code:"))
         .map(str::trim_start)
         .unwrap_or(t);
-    let t = t
-        .strip_prefix("smtp;")
-        .map(str::trim_start)
-        .unwrap_or(t);
+    let t = t.strip_prefix("smtp;").map(str::trim_start).unwrap_or(t);
     t.starts_with(&r.code.to_string())
 }
 
@@ -583,7 +584,11 @@ mod tests {
         assert!(!e.known);
         assert_eq!(e.title, "Unknown");
         assert_eq!(e.class, "permanent failure");
-        assert!(e.meaning.contains("security or policy status"), "{}", e.meaning);
+        assert!(
+            e.meaning.contains("security or policy status"),
+            "{}",
+            e.meaning
+        );
         assert_eq!(e.connector, None);
         let e = &explain_input(b"421 4.4.2 Connection dropped", "arg")
             .unwrap()
@@ -608,6 +613,9 @@ mod tests {
         assert_eq!(e.family.as_deref(), Some("receive-limit"));
         let e = explain_status("4.7.3".parse().unwrap(), None);
         assert!(!e.known);
-        assert_eq!(e.detail, Some("Security conversion required but not possible"));
+        assert_eq!(
+            e.detail,
+            Some("Security conversion required but not possible")
+        );
     }
 }

@@ -16,7 +16,9 @@ use crate::record::OutcomeClass;
 pub mod dsn;
 mod explain;
 
-pub use explain::{explain, explain_input, explain_status, ExplainError, ExplainReport, ExplainedItem, Explanation};
+pub use explain::{
+    explain, explain_input, explain_status, ExplainError, ExplainReport, ExplainedItem, Explanation,
+};
 
 /// The knowledge base, as shipped.
 const KNOWLEDGE_TOML: &str = include_str!("knowledge.toml");
