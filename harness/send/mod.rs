@@ -8,9 +8,10 @@
 //! Layout: `wire` (the byte stream and reply reader), `tls` (rustls on ring, verification
 //! recording), `message` (the message builder), `session` (one connection and its attempts),
 //! `schedule` (send times and lateness), `burst` (dispatcher and workers), `sink` (the JSONL writer),
-//! `progress` (terminal bars).
+//! `progress` (terminal bars), `cli` (`mailharness send`).
 
 mod burst;
+mod cli;
 mod message;
 mod progress;
 mod schedule;
@@ -27,6 +28,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 pub use burst::{run_burst, BurstSummary};
+pub use cli::{run_cli, SendArgs};
 pub use message::{build_message, sanitize_header_text, MessageSpec};
 pub use progress::Progress;
 pub use schedule::{percentile, Schedule};
