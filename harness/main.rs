@@ -54,6 +54,9 @@ enum Command {
     },
     /// Run the simulated Microsoft 365 tenant standalone (loopback SMTP, SMTPS, admin API) until Ctrl-C.
     Sim(mailharness::sim::SimArgs),
+    /// Send one scripted burst (source IP, TLS mode, pace, connection reuse) and record every reply.
+    /// Writes OUT/attempts.jsonl and prints a summary. Exit 0: sent; 2: configuration; 3: infrastructure.
+    Send(mailharness::send::SendArgs),
     /// Re-observe a finished run over IMAP (for late mail); rewrites <run-dir>/observations.jsonl.
     /// Exit 0: all accepted messages found; 1: some missing; 2: configuration; 3: infrastructure.
     Observe {
@@ -161,6 +164,7 @@ fn main() -> ExitCode {
             json,
         } => plan(&scenario, target.as_deref(), json),
         Command::Sim(args) => sim(args),
+        Command::Send(args) => send(args),
         Command::Observe {
             run_dir,
             target,
@@ -299,6 +303,31 @@ fn observe(
                 EXIT_CONFIG
             } else {
                 EXIT_INFRA
+            })
+        }
+    }
+}
+
+/// `mailharness send`: one burst, recorded; Ctrl-C stops it and leaves a consistent file.
+fn send(args: mailharness::send::SendArgs) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INFRA);
+        }
+    };
+    match rt.block_on(mailharness::send::run_cli(args)) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(match e {
+                mailharness::send::SendError::Config(_)
+                | mailharness::send::SendError::SourceIpNotLocal(_) => EXIT_CONFIG,
+                _ => EXIT_INFRA,
             })
         }
     }
