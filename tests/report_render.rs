@@ -380,16 +380,29 @@ fn the_html_report_renders_in_headless_chromium() {
     };
     let dom = base(&["--dump-dom"]).output().expect("chromium runs");
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("id=\"matrix-table\""), "matrix missing from the rendered DOM");
+    assert!(
+        dom.contains("id=\"matrix-table\""),
+        "matrix missing from the rendered DOM"
+    );
     for chart in ["chart timeline", "chart deltas", "chart latency"] {
         assert!(dom.contains(chart), "{chart} missing from the rendered DOM");
     }
-    assert!(dom.matches("<circle").count() >= 84, "one timeline dot per message");
+    assert!(
+        dom.matches("<circle").count() >= 84,
+        "one timeline dot per message"
+    );
     let shot = dir.path().join("shot.png");
-    let st = base(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,2000", "--hide-scrollbars"])
-        .status()
-        .expect("chromium runs");
+    let st = base(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1280,2000",
+        "--hide-scrollbars",
+    ])
+    .status()
+    .expect("chromium runs");
     assert!(st.success());
     let png = std::fs::read(&shot).expect("a screenshot was written");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real PNG");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real PNG"
+    );
 }
