@@ -56,7 +56,7 @@ enum Command {
     Sim(mailharness::sim::SimArgs),
     /// Send one scripted burst (source IP, TLS mode, pace, connection reuse) and record every reply.
     /// Writes OUT/attempts.jsonl and prints a summary. Exit 0: sent; 2: configuration; 3: infrastructure.
-    Send(mailharness::send::SendArgs),
+    Send(Box<mailharness::send::SendArgs>),
     /// Re-observe a finished run over IMAP (for late mail); rewrites <run-dir>/observations.jsonl.
     /// Exit 0: all accepted messages found; 1: some missing; 2: configuration; 3: infrastructure.
     Observe {
@@ -164,7 +164,7 @@ fn main() -> ExitCode {
             json,
         } => plan(&scenario, target.as_deref(), json),
         Command::Sim(args) => sim(args),
-        Command::Send(args) => send(args),
+        Command::Send(args) => send(*args),
         Command::Observe {
             run_dir,
             target,
