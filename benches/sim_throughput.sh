@@ -19,7 +19,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # without the file system (see benches/README.md for why ext4 can be slow right after deletions).
 STATE_ROOT=${STATE_ROOT:-${TMPDIR:-/tmp}}
 WORK=$(mktemp -d "$STATE_ROOT/sim-bench.XXXXXX")
-BIN="$ROOT/target/release/mailharness"
+BIN=${MAILHARNESS_BIN:-"$ROOT/target/release/mailharness"}   # MAILHARNESS_BIN=... skips the build
 SINK_PID=""; SIM_PID=""; TIME_PID=""
 
 cleanup() {
@@ -37,8 +37,10 @@ done
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 
-echo "== building release binary"
-(cd "$ROOT" && cargo build --release --quiet --bin mailharness)
+if [[ -z "${MAILHARNESS_BIN:-}" ]]; then
+  echo "== building release binary"
+  (cd "$ROOT" && cargo build --release --quiet --bin mailharness)
+fi
 
 SRC_ARGS=(-d -s "$SESSIONS" -m "$MESSAGES" -f bench@platform.example -t qa1@contoso.example)
 [[ -n "$MSGLEN" ]] && SRC_ARGS+=(-l "$MSGLEN")
