@@ -3,7 +3,7 @@
 
 mod change;
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,15 +16,9 @@ use crate::report;
 use crate::scenario::plan::Plan;
 use crate::scenario::target::TargetKind;
 use crate::scenario::{LoadedScenario, LoadedTarget};
-use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext, TlsOptions};
+use crate::ops::{tenant_endpoint, Endpoint, OpsError};
+use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext};
 use crate::sim;
-
-/// The EHLO name used when the target sets none.
-const DEFAULT_HELO: &str = "mailharness.platform.example";
-/// The envelope sender used when the target sets none.
-const DEFAULT_MAIL_FROM: &str = "mailharness@platform.example";
-/// The name the simulator's certificate carries (EOP's CN, reference "Greeting and EHLO").
-const SIM_CERT_NAME: &str = "mail.protection.outlook.com";
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -66,84 +60,6 @@ pub fn new_run_id(scenario: &str) -> String {
     )
 }
 
-/// Where mail goes and how to reach it, resolved for one run.
-struct Endpoint {
-    destination: SocketAddrV4,
-    implicit_tls_port: Option<u16>,
-    tls: TlsOptions,
-    helo: String,
-    mail_from: String,
-}
-
-fn v4(addr: SocketAddr) -> Result<SocketAddrV4, RunError> {
-    match addr {
-        SocketAddr::V4(a) => Ok(a),
-        SocketAddr::V6(a) => Err(RunError::Infra(format!(
-            "{a} is IPv6: connectors match IPv4 senders only, so the harness connects over IPv4"
-        ))),
-    }
-}
-
-/// Resolves a real tenant's MX host (given in the target) to an IPv4 socket address.
-async fn tenant_endpoint(t: &LoadedTarget) -> Result<Endpoint, RunError> {
-    let smtp = t.file.smtp.as_ref().map(|s| s.get_ref());
-    let Some(smtp) = smtp else {
-        return Err(RunError::Config("target has no [smtp] settings".into()));
-    };
-    let port = smtp.port.unwrap_or(25);
-    let host = match &smtp.mx {
-        Some(m) => m.get_ref().clone(),
-        None => {
-            let domain = smtp
-                .domain
-                .as_ref()
-                .map(|d| d.get_ref().clone())
-                .unwrap_or_default();
-            return Err(RunError::Config(format!(
-                "target {}: resolving the MX of {domain} from DNS is not built yet; set [smtp] mx = \"<the tenant's MX host>\"",
-                t.src.path.display()
-            )));
-        }
-    };
-    let addrs = tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .map_err(|e| RunError::Infra(format!("cannot resolve MX host {host}: {e}")))?;
-    let dest = addrs
-        .filter_map(|a| match a {
-            SocketAddr::V4(v) => Some(v),
-            SocketAddr::V6(_) => None,
-        })
-        .next()
-        .ok_or_else(|| {
-            RunError::Infra(format!(
-                "MX host {host} has no IPv4 address (connectors need IPv4)"
-            ))
-        })?;
-    let extra = match &smtp.ca_file {
-        Some(f) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|e| RunError::Config(format!("cannot read smtp.ca_file {f}: {e}")))?,
-        ),
-        None => None,
-    };
-    Ok(Endpoint {
-        destination: dest,
-        implicit_tls_port: smtp.implicit_tls_port,
-        tls: TlsOptions {
-            verify: smtp.tls_verify,
-            extra_roots_pem: extra,
-            server_name: Some(host),
-            no_public_roots: false,
-        },
-        helo: smtp.helo.clone().unwrap_or_else(|| DEFAULT_HELO.into()),
-        mail_from: smtp
-            .mail_from
-            .as_ref()
-            .map(|m| m.get_ref().clone())
-            .unwrap_or_else(|| DEFAULT_MAIL_FROM.into()),
-    })
-}
-
 /// Runs one scenario against one target and writes every record and report into a new run directory.
 pub async fn run_scenario(
     scn: &LoadedScenario,
@@ -173,39 +89,22 @@ pub async fn run_scenario(
         ),
         TargetKind::Tenant => None,
     };
+    // One resolution of "where mail goes" for run, verify and confirm: the simulator's loopback
+    // port and CA, or the tenant's MX (given, or from DNS) on the target's port.
+    let domain = plan.destination.domain.clone();
     let endpoint = match &simulator {
-        Some(s) => Endpoint {
-            destination: v4(s.smtp_addr())?,
-            implicit_tls_port: s.smtps_addr().map(|a| a.port()),
-            tls: TlsOptions {
-                verify: Default::default(),
-                extra_roots_pem: s.ca_cert_pem().map(str::to_string),
-                server_name: Some(SIM_CERT_NAME.into()),
-                no_public_roots: true,
-            },
-            helo: DEFAULT_HELO.into(),
-            mail_from: DEFAULT_MAIL_FROM.into(),
-        },
-        None => tenant_endpoint(tgt).await?,
-    };
-    let mut ctx = SendContext::new(
-        &run_id,
-        endpoint.destination,
-        &endpoint.helo,
-        &endpoint.mail_from,
-        &endpoint.tls,
-    )
-    .map_err(|e| RunError::Infra(e.to_string()))?;
-    if let Some(p) = endpoint.implicit_tls_port {
-        ctx.implicit_tls_port = p;
+        Some(s) => Endpoint::simulator(s, &domain),
+        None => tenant_endpoint(tgt, None).await,
     }
-    if let Some(smtp) = tgt.file.smtp.as_ref().map(|s| s.get_ref()) {
-        if let Some(t) = smtp.connect_timeout {
-            ctx.connect_timeout = t.0;
-        }
-        if let Some(t) = smtp.command_timeout {
-            ctx.command_timeout = t.0;
-        }
+    .map_err(|e| match e {
+        OpsError::Config(m) => RunError::Config(m),
+        OpsError::Infra(m) => RunError::Infra(m),
+    })?;
+    let mut ctx = endpoint.context(&run_id).map_err(|e| RunError::Infra(e.to_string()))?;
+    if let Some(p) = simulator.as_ref().and_then(|s| s.smtps_addr()).map(|a| a.port()) {
+        ctx.implicit_tls_port = p;
+    } else if let Some(p) = tgt.file.smtp.as_ref().and_then(|s| s.get_ref().implicit_tls_port) {
+        ctx.implicit_tls_port = p;
     }
     let started_at = ctx.clock.wall;
     // `error` is set when a phase cannot go on; later phases are skipped, reports still written.
