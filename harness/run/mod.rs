@@ -11,12 +11,12 @@ use chrono::Utc;
 
 use crate::analysis::{self, files, Summary};
 use crate::observe;
+use crate::ops::{tenant_endpoint, Endpoint, OpsError};
 use crate::record::{PhaseRecord, RunRecord, RECORD_SCHEMA};
 use crate::report;
 use crate::scenario::plan::Plan;
 use crate::scenario::target::TargetKind;
 use crate::scenario::{LoadedScenario, LoadedTarget};
-use crate::ops::{tenant_endpoint, Endpoint, OpsError};
 use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext};
 use crate::sim;
 
@@ -100,10 +100,21 @@ pub async fn run_scenario(
         OpsError::Config(m) => RunError::Config(m),
         OpsError::Infra(m) => RunError::Infra(m),
     })?;
-    let mut ctx = endpoint.context(&run_id).map_err(|e| RunError::Infra(e.to_string()))?;
-    if let Some(p) = simulator.as_ref().and_then(|s| s.smtps_addr()).map(|a| a.port()) {
+    let mut ctx = endpoint
+        .context(&run_id)
+        .map_err(|e| RunError::Infra(e.to_string()))?;
+    if let Some(p) = simulator
+        .as_ref()
+        .and_then(|s| s.smtps_addr())
+        .map(|a| a.port())
+    {
         ctx.implicit_tls_port = p;
-    } else if let Some(p) = tgt.file.smtp.as_ref().and_then(|s| s.get_ref().implicit_tls_port) {
+    } else if let Some(p) = tgt
+        .file
+        .smtp
+        .as_ref()
+        .and_then(|s| s.get_ref().implicit_tls_port)
+    {
         ctx.implicit_tls_port = p;
     }
     let started_at = ctx.clock.wall;
