@@ -1037,31 +1037,36 @@ pub fn write_observations(
             source: e,
         }
     };
-    let mut buf = Vec::with_capacity(records.len() * 512);
-    for r in records {
-        serde_json::to_writer(&mut buf, r).map_err(|e| ObserveError::Io {
-            context: "encoding an observation record".into(),
-            source: std::io::Error::other(e),
+    // Stream through a buffer instead of building the whole file in memory: 10,000 records
+    // with their evidence would otherwise cost ~15 MiB at once.
+    let write_all = |f: std::fs::File, p: &Path| -> Result<(), ObserveError> {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, f);
+        for r in records {
+            serde_json::to_writer(&mut w, r).map_err(|e| ObserveError::Io {
+                context: format!("cannot write {}", p.display()),
+                source: std::io::Error::other(e),
+            })?;
+            w.write_all(b"\n").map_err(io("cannot write", p))?;
+        }
+        let f = w.into_inner().map_err(|e| ObserveError::Io {
+            context: format!("cannot write {}", p.display()),
+            source: e.into_error(),
         })?;
-        buf.push(b'\n');
-    }
+        f.sync_data().map_err(io("cannot sync", p))
+    };
     match mode {
         WriteMode::Append => {
-            let mut f = std::fs::OpenOptions::new()
+            let f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(io("cannot open", path))?;
-            f.write_all(&buf).map_err(io("cannot write", path))?;
-            f.sync_data().map_err(io("cannot sync", path))?;
+            write_all(f, path)?;
         }
         WriteMode::Replace => {
             let tmp = path.with_extension("jsonl.tmp");
-            {
-                let mut f = std::fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
-                f.write_all(&buf).map_err(io("cannot write", &tmp))?;
-                f.sync_data().map_err(io("cannot sync", &tmp))?;
-            }
+            let f = std::fs::File::create(&tmp).map_err(io("cannot create", &tmp))?;
+            write_all(f, &tmp)?;
             std::fs::rename(&tmp, path).map_err(io("cannot replace", path))?;
         }
     }
