@@ -270,25 +270,15 @@ fn observe(
     }
     opts.cleanup = cleanup;
     opts.search = search;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INFRA);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(reobserve_run(&imap, run_dir, &opts)) {
         Ok(summary) => {
             if json {
-                match serde_json::to_string_pretty(&summary) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the summary as JSON: {e}");
-                        return ExitCode::from(EXIT_INFRA);
-                    }
+                if let Err(code) = print_json(&summary) {
+                    return code;
                 }
             } else {
                 print!("{}", summary.render_text());
@@ -312,15 +302,9 @@ fn observe(
 
 /// `mailharness send`: one burst, recorded; Ctrl-C stops it and leaves a consistent file.
 fn send(args: mailharness::send::SendArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INFRA);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(mailharness::send::run_cli(args)) {
         Ok(_) => ExitCode::SUCCESS,
@@ -337,15 +321,9 @@ fn send(args: mailharness::send::SendArgs) -> ExitCode {
 
 /// `mailharness sim`: runs the embedded tenant until Ctrl-C or SIGTERM.
 fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INFRA);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(mailharness::sim::run_cli(args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -386,15 +364,9 @@ fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: b
         eprintln!("{}", Diagnostics(errors));
         return ExitCode::from(EXIT_CONFIG);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_INFRA);
-        }
+        Err(code) => return code,
     };
     let opts = mailharness::run::RunOptions {
         reports_root: reports.to_path_buf(),
@@ -508,12 +480,8 @@ fn plan(scenario_path: &Path, target_path: Option<&Path>, json: bool) -> ExitCod
     match result {
         Ok(plan) => {
             if json {
-                match serde_json::to_string_pretty(&plan) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the plan as JSON: {e}");
-                        return ExitCode::from(EXIT_INFRA);
-                    }
+                if let Err(code) = print_json(&plan) {
+                    return code;
                 }
             } else {
                 print!("{}", plan.render_text());
@@ -527,8 +495,8 @@ fn plan(scenario_path: &Path, target_path: Option<&Path>, json: bool) -> ExitCod
     }
 }
 
-/// A runtime for the ops commands (multi-threaded: the simulator runs beside the client).
-fn ops_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+/// The async runtime every command uses (multi-threaded: the simulator runs beside the clients).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -536,6 +504,20 @@ fn ops_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(EXIT_INFRA)
         })
+}
+
+/// Prints a value as pretty JSON on stdout (exit 3 if it cannot be encoded).
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), ExitCode> {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => {
+            println!("{s}");
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: cannot encode the output as JSON: {e}");
+            Err(ExitCode::from(EXIT_INFRA))
+        }
+    }
 }
 
 /// Maps an ops error to its message and exit code.
@@ -584,7 +566,7 @@ fn ops_verify(
         Ok(p) => p,
         Err(e) => return ops_fail(e),
     };
-    let rt = match ops_runtime() {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(c) => return c,
     };
@@ -596,12 +578,8 @@ fn ops_verify(
     match rt.block_on(verify(&tgt, &opts)) {
         Ok(report) => {
             if json {
-                match serde_json::to_string_pretty(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the report as JSON: {e}");
-                        return ExitCode::from(EXIT_INFRA);
-                    }
+                if let Err(code) = print_json(&report) {
+                    return code;
                 }
             } else {
                 print!("{}", report.render_text());
@@ -633,7 +611,7 @@ fn ops_confirm(
         Ok(d) => d,
         Err(c) => return c,
     };
-    let rt = match ops_runtime() {
+    let rt = match runtime() {
         Ok(rt) => rt,
         Err(c) => return c,
     };
@@ -646,12 +624,8 @@ fn ops_confirm(
     match rt.block_on(confirm(&tgt, &opts)) {
         Ok(r) => {
             if json {
-                match serde_json::to_string_pretty(&r) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the report as JSON: {e}");
-                        return ExitCode::from(EXIT_INFRA);
-                    }
+                if let Err(code) = print_json(&r) {
+                    return code;
                 }
             } else {
                 print!("{}", r.render_markdown());
@@ -694,12 +668,8 @@ fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
     match mailharness::reply::explain_input(&input, &name) {
         Ok(r) => {
             if json {
-                match serde_json::to_string_pretty(&r) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("error: cannot encode the explanation as JSON: {e}");
-                        return ExitCode::from(EXIT_INFRA);
-                    }
+                if let Err(code) = print_json(&r) {
+                    return code;
                 }
             } else {
                 print!("{}", r.render_text());
