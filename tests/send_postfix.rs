@@ -148,12 +148,27 @@ async fn only_the_throttled_ip_gets_as761_and_every_attempt_has_one_record() {
     assert_eq!(summary.records, 12);
     assert_eq!(sa.count(OutcomeClass::Accepted), 6, "{sa:?}");
     assert_eq!(sb.count(OutcomeClass::Throttled), 6, "{sb:?}");
-    assert_eq!(sa.connections, 2);
+    // Reuse: 6 messages at 3 per connection need 2 connections. A loaded machine may see a
+    // reused connection closed by the server and replaced, so count what each connection carried
+    // instead of the exact number of connections.
+    assert!(sa.connections >= 2, "{sa:?}");
 
     let recs = read_records(out.path());
     assert_eq!(recs.len(), 12);
     assert_one_record_each(&recs, &a.id, 6);
     assert_one_record_each(&recs, &b.id, 6);
+    let mut per_conn: std::collections::BTreeMap<u64, u32> = Default::default();
+    for r in recs.iter().filter(|r| r.burst == a.id) {
+        assert!(
+            r.connection_seq <= 3,
+            "at most per_connection messages on one connection"
+        );
+        *per_conn.entry(r.connection).or_default() += 1;
+    }
+    assert!(
+        per_conn.values().any(|n| *n >= 2),
+        "connections were reused: {per_conn:?}"
+    );
     for r in &recs {
         assert_eq!(r.run_id, run);
         assert!(r.tls.is_none(), "a `none` burst negotiates no TLS");
