@@ -10,6 +10,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::record::CertVerification;
+
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -102,75 +104,16 @@ impl ServerCertVerifier for Verifier {
     }
 }
 
-/// Validity period and name of a pinned certificate.
+/// Validity period and name of a pinned certificate: the send engine's check, as a rustls result.
 fn check_pinned(
     ee: &CertificateDer<'_>,
     name: &ServerName<'_>,
     now: UnixTime,
 ) -> Result<ServerCertVerified, rustls::Error> {
-    use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(ee.as_ref())
-        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-    let t = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    let v = cert.validity();
-    if t < v.not_before.timestamp() {
-        return Err(CertificateError::NotValidYet.into());
-    }
-    if t > v.not_after.timestamp() {
-        return Err(CertificateError::Expired.into());
-    }
-    let sans: Vec<GeneralName<'_>> = cert
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|s| s.value.general_names.clone())
-        .unwrap_or_default();
-    let ok = match name {
-        ServerName::DnsName(d) => {
-            let host = d.as_ref().to_ascii_lowercase();
-            sans.iter().any(|g| match g {
-                GeneralName::DNSName(p) => dns_matches(&p.to_ascii_lowercase(), &host),
-                _ => false,
-            })
-        }
-        ServerName::IpAddress(ip) => {
-            let ip: std::net::IpAddr = (*ip).into();
-            sans.iter().any(|g| match g {
-                GeneralName::IPAddress(b) => match (ip, b.len()) {
-                    (std::net::IpAddr::V4(v4), 4) => v4.octets().as_slice() == *b,
-                    (std::net::IpAddr::V6(v6), 16) => v6.octets().as_slice() == *b,
-                    _ => false,
-                },
-                _ => false,
-            })
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(ServerCertVerified::assertion())
-    } else {
-        Err(CertificateError::NotValidForName.into())
-    }
-}
-
-/// RFC 6125 matching: exact, or `*.` standing for exactly one left-most label.
-fn dns_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(rest) => host
-            .split_once('.')
-            .is_some_and(|(label, tail)| !label.is_empty() && tail == rest),
-        None => pattern == host,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::dns_matches;
-
-    #[test]
-    fn wildcard_covers_one_label() {
-        assert!(dns_matches("*.outlook.com", "a.outlook.com"));
-        assert!(!dns_matches("*.outlook.com", "a.b.outlook.com"));
-        assert!(dns_matches("mx.testbed.example", "mx.testbed.example"));
+    match crate::send::tls::pinned_verdict(ee, name, now) {
+        CertVerification::Valid => Ok(ServerCertVerified::assertion()),
+        CertVerification::Expired => Err(CertificateError::Expired.into()),
+        CertVerification::NameMismatch => Err(CertificateError::NotValidForName.into()),
+        _ => Err(CertificateError::BadEncoding.into()),
     }
 }

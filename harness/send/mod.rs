@@ -17,7 +17,7 @@ mod progress;
 mod schedule;
 mod session;
 mod sink;
-mod tls;
+pub(crate) mod tls;
 mod wire;
 
 use std::net::{Ipv4Addr, SocketAddrV4};

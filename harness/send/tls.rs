@@ -250,8 +250,8 @@ fn self_issued(ee: &CertificateDer<'_>) -> bool {
         .is_ok_and(|(_, c)| c.issuer().as_raw() == c.subject().as_raw())
 }
 
-/// Validity period and name check of a pinned certificate.
-fn pinned_verdict(
+/// Validity period and name check of a pinned certificate (shared with the IMAP client).
+pub(crate) fn pinned_verdict(
     ee: &CertificateDer<'_>,
     name: &ServerName<'_>,
     now: UnixTime,
