@@ -454,3 +454,61 @@ pub struct RunRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// Why a JSONL record file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonlError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A line is not a record of the expected type.
+    #[error("{path}:{line}: not a valid record: {message}")]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads a JSONL file of records (`attempts.jsonl`, `observations.jsonl`, a trace).
+///
+/// A last line without its newline is a write torn by an interruption and is skipped; any other
+/// bad line is an error naming its line, since records are never silently lost.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<Vec<T>, JsonlError> {
+    let text = std::fs::read_to_string(path).map_err(|source| JsonlError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let complete = text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(v) => out.push(v),
+            Err(_) if i + 1 == lines.len() && !complete => {
+                tracing::warn!(file = %path.display(), line = i + 1, "skipping a torn last line");
+            }
+            Err(e) => {
+                return Err(JsonlError::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,12 +1,11 @@
 //! Reading a run directory's records back.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::record::{AttemptRecord, ObservationRecord, RunRecord};
+use crate::record::{AttemptRecord, JsonlError, ObservationRecord, RunRecord};
 use crate::scenario::plan::Plan;
 
 /// File names inside `reports/<run-id>/`.
@@ -95,38 +94,19 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     })
 }
 
-/// Reads a JSONL file; a torn last line (an interrupted write) is skipped, any other bad line is an error.
 fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
-    let f = std::fs::File::open(path).map_err(|source| LoadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let lines: Vec<String> = BufReader::new(f)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    let mut out = Vec::with_capacity(lines.len());
-    let last = lines.len();
-    for (i, l) in lines.iter().enumerate() {
-        if l.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(l) {
-            Ok(v) => out.push(v),
-            Err(_) if i + 1 == last && !l.ends_with('}') => {}
-            Err(e) => {
-                return Err(LoadError::Parse {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                })
-            }
-        }
-    }
-    Ok(out)
+    crate::record::read_jsonl(path).map_err(|e| match e {
+        JsonlError::Io { path, source } => LoadError::Io { path, source },
+        JsonlError::Parse {
+            path,
+            line,
+            message,
+        } => LoadError::Parse {
+            path,
+            line,
+            message,
+        },
+    })
 }
 
 /// Reads a run directory. `observations.jsonl` and `sim-trace.jsonl` are optional.

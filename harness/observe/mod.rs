@@ -1076,30 +1076,7 @@ pub fn write_observations(
 /// Reads `attempts.jsonl`. A torn last line (an interrupted write) is skipped; any other bad
 /// line is an error naming its line number.
 pub fn read_attempts(path: &Path) -> Result<Vec<AttemptRecord>, ObserveError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ObserveError::Config(format!("cannot read {}: {e}", path.display())))?;
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<AttemptRecord>(line) {
-            Ok(a) => out.push(a),
-            Err(_) if i + 1 == lines.len() && !complete => {
-                tracing::warn!(file = %path.display(), line = i + 1, "skipping a torn last line");
-            }
-            Err(e) => {
-                return Err(ObserveError::Config(format!(
-                    "{}:{}: not an attempt record: {e}",
-                    path.display(),
-                    i + 1
-                )))
-            }
-        }
-    }
-    Ok(out)
+    crate::record::read_jsonl(path).map_err(|e| ObserveError::Config(e.to_string()))
 }
 
 /// The run id all attempts share (or the run directory's name when there are none).
