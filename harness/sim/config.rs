@@ -57,6 +57,8 @@ pub struct TenantConfig {
     pub delivery: DeliveryConfig,
     /// Junk filtering rules.
     pub junk: JunkConfig,
+    /// The IMAP server over the mailboxes (`[imap]`).
+    pub imap: super::imap::ImapConfig,
 }
 
 impl Default for TenantConfig {
@@ -69,7 +71,7 @@ impl Default for TenantConfig {
                 .iter()
                 .map(|l| MailboxConfig {
                     address: format!("{l}@contoso.example"),
-                    password_env: None,
+                    ..Default::default()
                 })
                 .collect(),
             listen: ListenConfig::default(),
@@ -81,12 +83,13 @@ impl Default for TenantConfig {
             connectors: ConnectorsConfig::default(),
             delivery: DeliveryConfig::default(),
             junk: JunkConfig::default(),
+            imap: super::imap::ImapConfig::default(),
         }
     }
 }
 
 /// One mailbox of the tenant.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MailboxConfig {
     /// The SMTP address, `local@accepted-domain`.
@@ -95,6 +98,16 @@ pub struct MailboxConfig {
     /// Never a secret value in a file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
+    /// A file holding this mailbox's IMAP password (trailing newline ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding XOAUTH2 bearer tokens for this mailbox only
+    /// (whitespace- or comma-separated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xoauth2_tokens_env: Option<String>,
+    /// A file holding XOAUTH2 bearer tokens for this mailbox only, one per line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xoauth2_tokens_file: Option<PathBuf>,
 }
 
 /// Where the simulator listens. Port 0 means an ephemeral port.
@@ -109,6 +122,12 @@ pub struct ListenConfig {
     pub smtps_port: u16,
     /// The HTTP/JSON admin API.
     pub admin_port: u16,
+    /// IMAP, plain with STARTTLS (Exchange's port 143).
+    #[serde(default)]
+    pub imap_port: u16,
+    /// IMAP with implicit TLS (Exchange's port 993).
+    #[serde(default)]
+    pub imaps_port: u16,
 }
 
 impl Default for ListenConfig {
@@ -118,6 +137,8 @@ impl Default for ListenConfig {
             smtp_port: 0,
             smtps_port: 0,
             admin_port: 0,
+            imap_port: 0,
+            imaps_port: 0,
         }
     }
 }
@@ -642,6 +663,12 @@ impl TenantConfig {
             if !seen.insert(m.address.to_ascii_lowercase()) {
                 return err("mailboxes", format!("`{}` is listed twice", m.address));
             }
+            if m.password_env.is_some() && m.password_file.is_some() {
+                return err(
+                    &format!("mailboxes[{}]", m.address),
+                    "give password_env or password_file, not both".into(),
+                );
+            }
         }
         if self.front_end.max_recipients == 0 {
             return err("front_end.max_recipients", "must be at least 1".into());
@@ -685,6 +712,7 @@ impl TenantConfig {
                 "junk SCL must be 5 to 9 (5-6 spam, 9 high confidence spam)".into(),
             );
         }
+        self.imap.validate()?;
         if self.delivery.queue_capacity == 0 {
             return err("delivery.queue_capacity", "must be at least 1".into());
         }
@@ -776,7 +804,7 @@ mod tests {
         let mut c = TenantConfig::default();
         c.mailboxes.push(MailboxConfig {
             address: "x@fabrikam.example".into(),
-            password_env: None,
+            ..Default::default()
         });
         assert!(c
             .validate()

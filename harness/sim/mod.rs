@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod config;
 pub mod delivery;
+pub mod imap;
 pub mod policy;
 pub mod reply;
 pub mod smtp;
@@ -119,6 +120,9 @@ pub struct SimHandle {
     draining: Arc<AtomicBool>,
     worker: Option<std::thread::JoinHandle<()>>,
     front_end: Option<std::thread::JoinHandle<()>>,
+    imap: Option<imap::ImapServer>,
+    imap_addr: Option<SocketAddr>,
+    imaps_addr: Option<SocketAddr>,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, SimError> {
@@ -179,6 +183,16 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         .map(|l| l.local_addr().map_err(read_err("SMTPS")))
         .transpose()?;
     let admin_addr = admin.local_addr().map_err(read_err("admin API"))?;
+    // IMAP over the same Maildirs, sharing the front end's certificate.
+    let imap_prepared = if config.imap.enabled {
+        Some(imap::prepare(
+            &config,
+            &maildir_root,
+            tls.as_ref().map(|t| t.acceptor.clone()),
+        )?)
+    } else {
+        None
+    };
     let front_end_threads = config.front_end.worker_threads;
 
     let (queue_tx, queue_rx) = mpsc::channel(config.delivery.queue_capacity);
@@ -217,6 +231,10 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         shutdown_rx.clone(),
     )
     .await?;
+    let imap = match imap_prepared {
+        Some(p) => Some(p.spawn(shutdown_rx.clone()).await?),
+        None => None,
+    };
     let mut tasks = JoinSet::new();
     let router = admin::router(shared.clone());
     let mut admin_shutdown = shutdown_rx.clone();
@@ -244,6 +262,9 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         draining,
         worker: Some(worker),
         front_end: Some(front_end),
+        imap_addr: imap.as_ref().map(|s| s.imap_addr),
+        imaps_addr: imap.as_ref().and_then(|s| s.imaps_addr),
+        imap,
     })
 }
 
@@ -383,6 +404,16 @@ impl SimHandle {
         self.smtps_addr
     }
 
+    /// The IMAP listener, plain with STARTTLS (`None` when `imap.enabled = false`).
+    pub fn imap_addr(&self) -> Option<SocketAddr> {
+        self.imap_addr
+    }
+
+    /// The IMAP implicit-TLS listener (`None` when IMAP or TLS is disabled).
+    pub fn imaps_addr(&self) -> Option<SocketAddr> {
+        self.imaps_addr
+    }
+
     /// The admin API listener.
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
@@ -496,6 +527,11 @@ impl SimHandle {
                 .map_err(|e| SimError::Internal(format!("joining the SMTP thread: {e}")))?
                 .map_err(|_| SimError::Internal("the SMTP thread panicked".into()))?;
         }
+        if let Some(s) = self.imap.take() {
+            tokio::task::spawn_blocking(move || s.join())
+                .await
+                .map_err(|e| SimError::Internal(format!("joining the IMAP thread: {e}")))??;
+        }
         self.draining.store(true, Ordering::Release);
         let _ = self.shared.queue.send(QueueMsg::Stop).await;
         if let Some(w) = self.worker.take() {
@@ -534,6 +570,12 @@ pub struct SimArgs {
     /// Admin API port; 0 = ephemeral. Overrides listen.admin_port.
     #[arg(long, value_name = "N")]
     pub admin_port: Option<u16>,
+    /// IMAP (STARTTLS) port; 0 = ephemeral. Overrides listen.imap_port.
+    #[arg(long, value_name = "N")]
+    pub imap_port: Option<u16>,
+    /// IMAP implicit-TLS port; 0 = ephemeral. Overrides listen.imaps_port.
+    #[arg(long, value_name = "N")]
+    pub imaps_port: Option<u16>,
     /// Loopback address to listen on. Overrides listen.address.
     #[arg(long, value_name = "IP")]
     pub listen: Option<std::net::Ipv4Addr>,
@@ -554,6 +596,12 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
     if let Some(p) = args.admin_port {
         cfg.listen.admin_port = p;
     }
+    if let Some(p) = args.imap_port {
+        cfg.listen.imap_port = p;
+    }
+    if let Some(p) = args.imaps_port {
+        cfg.listen.imaps_port = p;
+    }
     if let Some(a) = args.listen {
         cfg.listen.address = a;
     }
@@ -563,6 +611,13 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
     match sim.smtps_addr() {
         Some(a) => println!("  smtps (implicit) {a}"),
         None => println!("  smtps (implicit) disabled (tls.enabled = false)"),
+    }
+    match sim.imap_addr() {
+        Some(a) => println!("  imap (STARTTLS)  {a}"),
+        None => println!("  imap             disabled (imap.enabled = false)"),
+    }
+    if let Some(a) = sim.imaps_addr() {
+        println!("  imaps (implicit) {a}");
     }
     println!("  admin API        {}", sim.admin_url());
     println!("  maildir root     {}", sim.maildir_root().display());
