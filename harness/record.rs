@@ -377,7 +377,8 @@ pub struct ObservationRecord {
     /// The time of the final 250, from the attempt record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<DateTime<Utc>>,
-    /// Delivery latency in milliseconds (arrival − final 250), from the finer of INTERNALDATE and the Received date.
+    /// Delivery latency in milliseconds (arrival − final 250), from the finer of INTERNALDATE and the
+    /// Received date; with whole-second timestamps it is an upper bound (the end of that second).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
     /// The receiver's headers.

@@ -822,7 +822,7 @@ fn match_found(expects: &[Expect], attempts: &[AttemptRecord], sessions: &[Sessi
 
 /// Arrival time: INTERNALDATE (one-second resolution), unless the Received date is finer.
 fn arrival(m: &FoundMsg) -> Option<DateTime<FixedOffset>> {
-    match (m.internal_date, m.received_date) {
+    let t = match (m.internal_date, m.received_date) {
         (Some(i), Some(r))
             if r.timestamp_subsec_nanos() != 0 && i.timestamp_subsec_nanos() == 0 =>
         {
@@ -830,7 +830,15 @@ fn arrival(m: &FoundMsg) -> Option<DateTime<FixedOffset>> {
         }
         (Some(i), _) => Some(i),
         (None, r) => r,
-    }
+    }?;
+    // INTERNALDATE and RFC 5322 dates have whole seconds: the message arrived somewhere in
+    // [t, t + 1s). Taking the end of that second makes the latency an upper bound, never
+    // negative, which is the safe side for `latency_p95 <= …` checks.
+    Some(if t.timestamp_subsec_nanos() == 0 {
+        t + chrono::Duration::seconds(1)
+    } else {
+        t
+    })
 }
 
 fn folder_kind_name(k: FolderKind) -> &'static str {
