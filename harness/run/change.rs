@@ -1,6 +1,8 @@
 //! The change step between phases: apply the connector change, then wait for it to take effect.
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use super::sleep_or_cancel;
@@ -43,6 +45,7 @@ pub(super) async fn apply_and_wait(
     ctx: &SendContext,
     sink: &AttemptSink,
     sim: Option<&SimHandle>,
+    throttled_before: &BTreeSet<Ipv4Addr>,
     progress: &Progress,
     cancel: &CancelToken,
 ) -> ChangeRecord {
@@ -83,7 +86,7 @@ pub(super) async fn apply_and_wait(
             loop {
                 let outcomes = probe_round(c, phase, plan, ctx, sink, round, &mut rec).await;
                 round += 1;
-                if effective(c, &outcomes) {
+                if effective(c, &outcomes, throttled_before) {
                     rec.effective_after_ms = Some(ctx.clock.ms(Instant::now()) - rec.applied_ms);
                     progress.println(&format!(
                         "phase `{phase}`: the change took effect after {:.1}s ({} probes)",
@@ -109,7 +112,18 @@ pub(super) async fn apply_and_wait(
     rec
 }
 
-/// One probe per sender IP: TLS when the connector requires it, since that is what must get through.
+/// What one probe round saw for one sender IP.
+struct ProbeResult {
+    ip: Ipv4Addr,
+    /// The STARTTLS probe (create/enable/update) or the plain one (delete/disable).
+    main: OutcomeClass,
+    /// The plain-text probe sent beside it when the connector requires TLS.
+    plain: Option<OutcomeClass>,
+}
+
+/// One round of probes: per sender IP a STARTTLS probe, plus a plain-text one when the connector
+/// requires TLS (only a connector in force refuses plain text for lack of TLS). Delete/disable
+/// rounds send plain text only.
 async fn probe_round(
     c: &PlannedChange,
     phase: &str,
@@ -118,47 +132,91 @@ async fn probe_round(
     sink: &AttemptSink,
     round: u32,
     rec: &mut ChangeRecord,
-) -> Vec<OutcomeClass> {
-    let tls = match c.action {
-        ConnectorAction::Delete | ConnectorAction::Disable => TlsMode::None,
-        _ if c.require_tls => TlsMode::Starttls,
-        _ => TlsMode::None,
-    };
+) -> Vec<ProbeResult> {
+    let removing = matches!(c.action, ConnectorAction::Delete | ConnectorAction::Disable);
     let recipient = plan
         .phases
         .iter()
         .flat_map(|p| p.bursts.iter())
         .find_map(|b| b.recipients.first().cloned())
         .unwrap_or_default();
-    let mut outcomes = Vec::new();
+    let mut results = Vec::new();
     for (role, ip) in &plan.senders {
-        let shot = OneShot {
-            source_ip: *ip,
-            sender: role.clone(),
-            tls_mode: tls,
-            recipients: vec![recipient.clone()],
-            phase: format!("{phase}~probe"),
-            burst: format!("{phase}~probe"),
-            index: round,
-            body_size: 512,
+        let send = |tls: TlsMode, n: u32| {
+            let shot = OneShot {
+                source_ip: *ip,
+                sender: role.clone(),
+                tls_mode: tls,
+                recipients: vec![recipient.clone()],
+                phase: format!("{phase}~probe"),
+                burst: format!("{phase}~probe"),
+                index: round * 2 + n,
+                body_size: 512,
+            };
+            async move { send::send_one(ctx, &shot).await }
         };
-        let r = send::send_one(ctx, &shot).await;
-        rec.probes.push(r.attempt_id.clone());
-        outcomes.push(r.outcome);
-        // A probe is a real message: it is recorded like any other attempt.
-        let _ = sink.write(r).await;
+        let main = send(
+            if removing {
+                TlsMode::None
+            } else {
+                TlsMode::Starttls
+            },
+            0,
+        )
+        .await;
+        let plain = if !removing && c.require_tls {
+            Some(send(TlsMode::None, 1).await)
+        } else {
+            None
+        };
+        let result = ProbeResult {
+            ip: *ip,
+            main: main.outcome,
+            plain: plain.as_ref().map(|p| p.outcome),
+        };
+        // Probes are real messages: recorded like any other attempt.
+        for r in std::iter::once(main).chain(plain) {
+            rec.probes.push(r.attempt_id.clone());
+            let _ = sink.write(r).await;
+        }
+        results.push(result);
     }
-    outcomes
+    results
 }
 
 /// Whether a probe round shows the change in force.
-fn effective(c: &PlannedChange, outcomes: &[OutcomeClass]) -> bool {
+///
+/// Creating (or enabling, updating) the connector is in force when every IP's TLS probe is
+/// accepted and either throttling stopped for an IP that was throttled before the change, or
+/// every plain-text probe is refused for lack of TLS. A TLS probe accepted from an IP that was
+/// never throttled proves nothing by itself: its throttle bucket may just have tokens left. A
+/// connector without the TLS requirement whose IPs were never throttled has no visible effect,
+/// so polling then runs to its deadline and says so.
+fn effective(
+    c: &PlannedChange,
+    results: &[ProbeResult],
+    throttled_before: &BTreeSet<Ipv4Addr>,
+) -> bool {
+    if results.is_empty() {
+        return false;
+    }
     match c.action {
         // With the connector gone, plain text is no longer refused for lack of TLS.
         ConnectorAction::Delete | ConnectorAction::Disable => {
-            outcomes.iter().all(|o| *o != OutcomeClass::TlsRequired)
+            results.iter().all(|r| r.main != OutcomeClass::TlsRequired)
         }
-        _ => !outcomes.is_empty() && outcomes.iter().all(|o| *o == OutcomeClass::Accepted),
+        _ => {
+            let tls_through = results.iter().all(|r| r.main == OutcomeClass::Accepted);
+            let throttling_stopped = results.iter().any(|r| throttled_before.contains(&r.ip));
+            let tls_enforced = c.require_tls
+                && results
+                    .iter()
+                    .all(|r| r.plain == Some(OutcomeClass::TlsRequired));
+            tls_through
+                && (throttling_stopped
+                    || tls_enforced
+                    || !c.require_tls && !throttled_before.is_empty())
+        }
     }
 }
 

@@ -81,11 +81,16 @@ pub async fn run_scenario(
     // The embedded simulator lives for the run, in the run directory (its Maildirs and trace).
     let simulator = match tgt.file.kind {
         TargetKind::Simulator => Some(
-            sim::start(tgt.file.tenant(), &run_dir.join("sim"))
-                .await
-                .map_err(|e| {
-                    RunError::Infra(format!("cannot start the embedded simulator: {e}"))
-                })?,
+            sim::start(
+                {
+                    let mut tenant = tgt.file.tenant();
+                    provision_sim_password(&mut tenant, &run_dir)?;
+                    tenant
+                },
+                &sim_dir(&run_dir),
+            )
+            .await
+            .map_err(|e| RunError::Infra(format!("cannot start the embedded simulator: {e}")))?,
         ),
         TargetKind::Tenant => None,
     };
@@ -128,6 +133,7 @@ pub async fn run_scenario(
 
     let mut phases = Vec::new();
     let mut error = None;
+    let mut throttled_before = std::collections::BTreeSet::new();
     for phase in &plan.phases {
         if cancel.is_cancelled() {
             break;
@@ -141,6 +147,7 @@ pub async fn run_scenario(
                     &ctx,
                     &sink,
                     simulator.as_ref(),
+                    &throttled_before,
                     &progress,
                     &cancel,
                 )
@@ -165,6 +172,21 @@ pub async fn run_scenario(
         };
         let started_ms = ctx.clock.ms(std::time::Instant::now());
         let result = run_phase_bursts(&ctx, phase, &sink, &cancel, &progress).await;
+        // Which IPs this phase saw throttled: the next change step's probes look for it stopping.
+        throttled_before = match &result {
+            Ok(summaries) => summaries
+                .iter()
+                .filter(|s| s.count(crate::record::OutcomeClass::Throttled) > 0)
+                .filter_map(|s| {
+                    phase
+                        .bursts
+                        .iter()
+                        .find(|b| b.id == s.burst)
+                        .map(|b| b.source_ip)
+                })
+                .collect(),
+            Err(_) => Default::default(),
+        };
         let finished_ms = ctx.clock.ms(std::time::Instant::now());
         phases.push(PhaseRecord {
             name: phase.name.clone(),
@@ -265,12 +287,82 @@ async fn observe_step(
     Ok(())
 }
 
-/// The simulator's IMAP side for the harness itself (none until the simulator serves IMAP).
+/// The simulator's IMAP side for the harness itself: STARTTLS on its loopback port, trusting its
+/// CA, logging in with the run's generated password file.
 fn sim_imap_target(
-    _s: &sim::SimHandle,
-    _run_dir: &Path,
+    s: &sim::SimHandle,
+    run_dir: &Path,
 ) -> Result<Option<observe::ImapTarget>, String> {
-    Ok(None)
+    let Some(addr) = s.imap_addr() else {
+        return Ok(None);
+    };
+    let ca = sim_dir(run_dir).join("tls").join("ca.pem");
+    let tls = observe::tls_config(Some(&ca)).map_err(|e| e.to_string())?;
+    let password = observe::SecretSource::File(sim_password_file(run_dir));
+    Ok(Some(observe::ImapTarget {
+        connect: observe::ConnectOptions {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            tls: crate::scenario::target::ImapTls::Starttls,
+            tls_config: Some(tls),
+            timeout: observe::DEFAULT_COMMAND_TIMEOUT,
+        },
+        auth: observe::AuthMethod::Login,
+        mailboxes: s
+            .config()
+            .mailbox_addresses()
+            .into_iter()
+            .map(|a| observe::MailboxAccess {
+                login: a.clone(),
+                address: a,
+                password: Some(password.clone()),
+            })
+            .collect(),
+    }))
+}
+
+/// The simulator's state directory inside a run directory.
+fn sim_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("sim")
+}
+
+/// Where a run keeps the simulator mailboxes' generated IMAP password (mode 0600).
+fn sim_password_file(run_dir: &Path) -> PathBuf {
+    sim_dir(run_dir).join("imap-password")
+}
+
+/// Gives every simulated mailbox without its own credentials the run's generated password, held
+/// in a 0600 file: never on a command line, in a log or in a report.
+fn provision_sim_password(
+    tenant: &mut crate::sim::TenantConfig,
+    run_dir: &Path,
+) -> Result<(), RunError> {
+    let path = sim_password_file(run_dir);
+    std::fs::create_dir_all(sim_dir(run_dir)).map_err(|e| {
+        RunError::Infra(format!("cannot create {}: {e}", sim_dir(run_dir).display()))
+    })?;
+    let secret = uuid::Uuid::new_v4().as_simple().to_string();
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&path)
+            .map_err(|e| RunError::Infra(format!("cannot create {}: {e}", path.display())))?;
+        f.write_all(secret.as_bytes())
+            .map_err(|e| RunError::Infra(format!("cannot write {}: {e}", path.display())))?;
+    }
+    for m in &mut tenant.mailboxes {
+        if m.password_env.is_none() && m.password_file.is_none() {
+            m.password_file = Some(path.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Runs a phase's bursts, one after another or all at once.
@@ -280,24 +372,23 @@ async fn run_phase_bursts(
     sink: &AttemptSink,
     cancel: &CancelToken,
     progress: &Progress,
-) -> Result<(), send::SendError> {
+) -> Result<Vec<send::BurstSummary>, send::SendError> {
     match phase.mode {
         crate::scenario::model::PhaseMode::Sequential => {
+            let mut out = Vec::new();
             for b in &phase.bursts {
-                send::run_burst(ctx, b, &phase.name, sink, cancel, progress).await?;
+                out.push(send::run_burst(ctx, b, &phase.name, sink, cancel, progress).await?);
             }
+            Ok(out)
         }
         crate::scenario::model::PhaseMode::Parallel => {
             let all = phase
                 .bursts
                 .iter()
                 .map(|b| send::run_burst(ctx, b, &phase.name, sink, cancel, progress));
-            for r in futures_join_all(all).await {
-                r?;
-            }
+            futures_join_all(all).await.into_iter().collect()
         }
     }
-    Ok(())
 }
 
 /// Joins futures concurrently on the current task (no extra dependency for one call site).
