@@ -25,7 +25,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2re
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .verdict{display:inline-block;padding:.15rem .6rem;border-radius:.3rem;color:#fff;font-weight:700}
 .pass{background:#1b7e45}.fail{background:#c0392b}
-table{border-collapse:collapse;width:100%;font-size:.85rem;margin:.5rem 0}
+table{border-collapse:collapse;width:100%;font-size:.8rem;margin:.5rem 0}
+.wrap{overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.25rem .4rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 tr.failrow td{background:#fdecea}
@@ -113,7 +114,7 @@ pub fn render_html(s: &Summary) -> String {
     let _ = writeln!(o, "</ul>");
 
     let _ = writeln!(o, "<h2 id=\"matrix\">Matrix</h2>");
-    let _ = writeln!(o, "<table id=\"matrix-table\"><thead><tr><th>phase</th><th>sender</th><th>ip</th><th>tls</th><th>sent</th><th>accepted</th><th>throttled</th><th>tls-required</th><th>rejected</th><th>other</th><th>delivered</th><th>inbox</th><th>junk</th><th>missing</th><th>p50</th><th>p95</th><th>TLS</th><th>throttle onset</th></tr></thead><tbody>");
+    let _ = writeln!(o, "<div class=\"wrap\"><table id=\"matrix-table\"><thead><tr><th>phase</th><th>sender</th><th>ip</th><th>tls</th><th>sent</th><th>accepted</th><th>throttled</th><th>tls-required</th><th>rejected</th><th>other</th><th>delivered</th><th>inbox</th><th>junk</th><th>missing</th><th>p50</th><th>p95</th><th>TLS</th><th>throttle onset</th></tr></thead><tbody>");
     for c in &s.cells {
         let other = c.deferred + c.rate_limited + c.failed + c.interrupted;
         let onset = c
@@ -137,7 +138,7 @@ pub fn render_html(s: &Summary) -> String {
             esc(c.min_tls_version.as_deref().unwrap_or("–")), esc(&onset)
         );
     }
-    let _ = writeln!(o, "</tbody></table>");
+    let _ = writeln!(o, "</tbody></table></div>");
 
     let _ = writeln!(o, "<h2 id=\"charts\">Charts</h2>");
     let _ = writeln!(o, "<div class=\"legend\">");
