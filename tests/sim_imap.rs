@@ -623,6 +623,17 @@ fn bad_input_gets_a_tagged_bad_and_the_connection_survives() {
     ] {
         check_bad(&mut c, raw, tag);
     }
+    // Input built to exhaust the stack: deep nesting is refused, a wildcard flood just matches.
+    let deep = format!(
+        "c8 UID SEARCH {}ALL{}\r\n",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    );
+    check_bad(&mut c, deep.as_bytes(), "c8");
+    let nots = format!("c9 SEARCH {}ALL\r\n", "NOT ".repeat(10_000));
+    check_bad(&mut c, nots.as_bytes(), "c9");
+    let r = c.cmd(&format!("LIST \"\" \"{}\"", "*%".repeat(30_000)));
+    assert!(r.ok() && r.untagged.len() == 5, "{}", r.done);
     // The session still works normally.
     assert_eq!(c.cmd("UID SEARCH ALL").search(), [1]);
     assert_eq!(c.cmd("COPY 1 \"Deleted Items\"").status(), "NO");

@@ -527,7 +527,12 @@ pub type Parsed = (String, PResult<Command>);
 pub struct Parser<'a> {
     b: &'a [u8],
     pos: usize,
+    /// Nesting of SEARCH keys (parentheses, NOT, OR), bounded so input cannot exhaust the stack.
+    depth: u32,
 }
+
+/// Deepest SEARCH key nesting accepted.
+const MAX_SEARCH_DEPTH: u32 = 64;
 
 fn is_atom_char(c: u8) -> bool {
     c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
@@ -540,7 +545,11 @@ fn is_tag_char(c: u8) -> bool {
 impl<'a> Parser<'a> {
     /// A parser at the start of `b`.
     pub fn new(b: &'a [u8]) -> Self {
-        Parser { b, pos: 0 }
+        Parser {
+            b,
+            pos: 0,
+            depth: 0,
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -930,6 +939,18 @@ impl<'a> Parser<'a> {
     }
 
     fn search_key(&mut self) -> PResult<SearchKey> {
+        if self.depth >= MAX_SEARCH_DEPTH {
+            return perr(format!(
+                "search keys nested deeper than {MAX_SEARCH_DEPTH} levels"
+            ));
+        }
+        self.depth += 1;
+        let key = self.search_key_inner();
+        self.depth -= 1;
+        key
+    }
+
+    fn search_key_inner(&mut self) -> PResult<SearchKey> {
         if self.eat(b'(') {
             let mut keys = Vec::new();
             loop {
@@ -1394,6 +1415,10 @@ mod tests {
         assert!(bad("a SEARCH SINCE 31-Feb-2024").contains("invalid date"));
         assert!(bad("a SEARCH CHARSET KOI8-R ALL").contains("BADCHARSET"));
         assert!(bad("a SEARCH FOO").contains("unknown search key"));
+        let deep = format!("a SEARCH {}ALL{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(bad(&deep).contains("nested"));
+        let nots = format!("a SEARCH {}ALL", "NOT ".repeat(10_000));
+        assert!(bad(&nots).contains("nested"));
         assert_eq!(
             parse_date("01-jan-2025"),
             NaiveDate::from_ymd_opt(2025, 1, 1)

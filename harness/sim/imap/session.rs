@@ -307,17 +307,43 @@ fn mailbox_dir(root: &std::path::Path, address: &str) -> Option<PathBuf> {
 }
 
 /// Matches a LIST pattern (`*` anything, `%` anything but the delimiter), case-insensitively.
+///
+/// Dynamic programming over the name, not recursion: a pattern of thousands of wildcards from
+/// the network costs pattern × name steps, never deep recursion.
 fn list_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| list_match(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len())
-            .take_while(|&i| i == 0 || name[i - 1] != b'/')
-            .any(|i| list_match(rest, &name[i..])),
-        Some((c, rest)) => name
-            .split_first()
-            .is_some_and(|(n, nr)| n.eq_ignore_ascii_case(c) && list_match(rest, nr)),
+    let n = name.len();
+    // dp[j]: the pattern so far matches name[..j].
+    let mut dp = vec![false; n + 1];
+    dp[0] = true;
+    for &pc in pattern {
+        let mut next = vec![false; n + 1];
+        match pc {
+            b'*' => {
+                let mut any = false;
+                for j in 0..=n {
+                    any |= dp[j];
+                    next[j] = any;
+                }
+            }
+            b'%' => {
+                let mut any = false;
+                for j in 0..=n {
+                    if j > 0 && name[j - 1] == DELIMITER.as_bytes()[0] {
+                        any = false;
+                    }
+                    any |= dp[j];
+                    next[j] = any;
+                }
+            }
+            c => {
+                for j in 1..=n {
+                    next[j] = dp[j - 1] && name[j - 1].eq_ignore_ascii_case(&c);
+                }
+            }
+        }
+        dp = next;
     }
+    dp[n]
 }
 
 fn find_folder(name: &str) -> Option<&'static FolderDef> {
@@ -1471,6 +1497,11 @@ mod tests {
         assert!(list_match(b"inbox", b"INBOX"));
         assert!(!list_match(b"Sent", b"Sent Items"));
         assert!(!list_match(b"%", b"a/b"));
+        assert!(list_match(b"a/%", b"a/b"));
+        assert!(list_match(b"%/b", b"a/b"));
+        assert!(!list_match(b"INBOX%x", b"INBOX"));
+        let stars = vec![b'*'; 60_000];
+        assert!(list_match(&stars, b"Junk Email"));
         assert_eq!(quote("INBOX"), "INBOX");
         assert_eq!(quote("Junk Email"), "\"Junk Email\"");
     }
