@@ -276,12 +276,8 @@ fn observe(
     };
     match rt.block_on(reobserve_run(&imap, run_dir, &opts)) {
         Ok(summary) => {
-            if json {
-                if let Err(code) = print_json(&summary) {
-                    return code;
-                }
-            } else {
-                print!("{}", summary.render_text());
+            if let Err(code) = emit(json, &summary, || summary.render_text()) {
+                return code;
             }
             if summary.all_found() {
                 ExitCode::SUCCESS
@@ -479,12 +475,8 @@ fn plan(scenario_path: &Path, target_path: Option<&Path>, json: bool) -> ExitCod
     let result = loaded.and_then(|(s, t)| scenario::build_plan(&s, &t));
     match result {
         Ok(plan) => {
-            if json {
-                if let Err(code) = print_json(&plan) {
-                    return code;
-                }
-            } else {
-                print!("{}", plan.render_text());
+            if let Err(code) = emit(json, &plan, || plan.render_text()) {
+                return code;
             }
             ExitCode::SUCCESS
         }
@@ -504,6 +496,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::from(EXIT_INFRA)
         })
+}
+
+/// Prints a command's result: as JSON with `--json`, otherwise as the text for people.
+fn emit<T: serde::Serialize>(
+    json: bool,
+    v: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), ExitCode> {
+    if json {
+        print_json(v)
+    } else {
+        print!("{}", text());
+        Ok(())
+    }
 }
 
 /// Prints a value as pretty JSON on stdout (exit 3 if it cannot be encoded).
@@ -577,12 +583,8 @@ fn ops_verify(
     };
     match rt.block_on(verify(&tgt, &opts)) {
         Ok(report) => {
-            if json {
-                if let Err(code) = print_json(&report) {
-                    return code;
-                }
-            } else {
-                print!("{}", report.render_text());
+            if let Err(code) = emit(json, &report, || report.render_text()) {
+                return code;
             }
             ExitCode::from(if report.passed { EXIT_PASS } else { EXIT_FAIL })
         }
@@ -667,12 +669,8 @@ fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
     };
     match mailharness::reply::explain_input(&input, &name) {
         Ok(r) => {
-            if json {
-                if let Err(code) = print_json(&r) {
-                    return code;
-                }
-            } else {
-                print!("{}", r.render_text());
+            if let Err(code) = emit(json, &r, || r.render_text()) {
+                return code;
             }
             ExitCode::SUCCESS
         }
