@@ -292,25 +292,58 @@ async fn spawn_front_end(
     shared: Arc<Shared>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<std::thread::JoinHandle<()>, SimError> {
+    let runtime = move || {
+        if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("sim-smtp-worker")
+                .enable_all()
+                .build()
+        }
+    };
+    spawn_listeners(
+        ("SMTP", "SMTPS"),
+        runtime,
+        (smtp, smtps),
+        shared,
+        shutdown,
+        accept_loop,
+    )
+    .await
+}
+
+/// Serves a plain and an optional implicit-TLS listener on a thread of its own with its own
+/// runtime (SMTP and IMAP alike), and returns once both sockets listen, or with what stopped them.
+pub(crate) async fn spawn_listeners<S, F, Fut>(
+    names: (&'static str, &'static str),
+    runtime: impl FnOnce() -> std::io::Result<tokio::runtime::Runtime> + Send + 'static,
+    sockets: (TcpSocket, Option<TcpSocket>),
+    shared: Arc<S>,
+    shutdown: watch::Receiver<bool>,
+    accept: F,
+) -> Result<std::thread::JoinHandle<()>, SimError>
+where
+    S: Send + Sync + 'static,
+    F: Fn(TcpListener, Arc<S>, bool, watch::Receiver<bool>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (plain_name, tls_name) = names;
+    let (plain, tls) = sockets;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), SimError>>();
     let handle = std::thread::Builder::new()
-        .name("sim-smtp".into())
+        .name(format!("sim-{}", plain_name.to_ascii_lowercase()))
         .spawn(move || {
-            let built = if threads <= 1 {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-            } else {
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(threads)
-                    .thread_name("sim-smtp-worker")
-                    .enable_all()
-                    .build()
-            };
-            let rt = match built {
+            let rt = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(SimError::io("starting the SMTP runtime", e)));
+                    let _ = ready_tx.send(Err(SimError::io(
+                        format!("starting the {plain_name} runtime"),
+                        e,
+                    )));
                     return;
                 }
             };
@@ -319,14 +352,14 @@ async fn spawn_front_end(
                     s.listen(LISTEN_BACKLOG)
                         .map_err(|e| SimError::io(format!("listening on the {what} socket"), e))
                 };
-                let smtp = match listen(smtp, "SMTP") {
+                let plain = match listen(plain, plain_name) {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                let smtps = match smtps.map(|s| listen(s, "SMTPS")).transpose() {
+                let tls = match tls.map(|s| listen(s, tls_name)).transpose() {
                     Ok(l) => l,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -335,20 +368,20 @@ async fn spawn_front_end(
                 };
                 let _ = ready_tx.send(Ok(()));
                 let mut set = JoinSet::new();
-                set.spawn(accept_loop(smtp, shared.clone(), false, shutdown.clone()));
-                if let Some(l) = smtps {
-                    set.spawn(accept_loop(l, shared, true, shutdown));
+                set.spawn(accept(plain, shared.clone(), false, shutdown.clone()));
+                if let Some(l) = tls {
+                    set.spawn(accept(l, shared, true, shutdown));
                 }
                 while set.join_next().await.is_some() {}
             });
         })
-        .map_err(|e| SimError::io("starting the SMTP thread", e))?;
+        .map_err(|e| SimError::io(format!("starting the {plain_name} thread"), e))?;
     match ready_rx.await {
         Ok(Ok(())) => Ok(handle),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(SimError::Internal(
-            "the SMTP thread stopped during start-up".into(),
-        )),
+        Err(_) => Err(SimError::Internal(format!(
+            "the {plain_name} thread stopped during start-up"
+        ))),
     }
 }
 

@@ -31,8 +31,6 @@ use super::config::TenantConfig;
 use super::SimError;
 use crate::scenario::types::HumanDuration;
 
-/// Pending-connection queue of the IMAP listeners.
-const LISTEN_BACKLOG: u32 = 256;
 /// How long shutdown waits for sessions to receive their BYE.
 const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// RFC 3501 §5.4: an inactivity autologout timer must be at least 30 minutes.
@@ -321,62 +319,27 @@ impl Prepared {
             imap_addr,
             imaps_addr,
         } = self;
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(), SimError>>();
-        let thread = std::thread::Builder::new()
-            .name("sim-imap".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("sim-imap-worker")
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(SimError::io("starting the IMAP runtime", e)));
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    let listen = |s: TcpSocket, what: &str| {
-                        s.listen(LISTEN_BACKLOG)
-                            .map_err(|e| SimError::io(format!("listening on the {what} socket"), e))
-                    };
-                    let imap = match listen(imap, "IMAP") {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let imaps = match imaps.map(|s| listen(s, "IMAPS")).transpose() {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(Ok(()));
-                    let mut set = JoinSet::new();
-                    set.spawn(accept_loop(imap, shared.clone(), false, shutdown.clone()));
-                    if let Some(l) = imaps {
-                        set.spawn(accept_loop(l, shared, true, shutdown));
-                    }
-                    while set.join_next().await.is_some() {}
-                });
-            })
-            .map_err(|e| SimError::io("starting the IMAP thread", e))?;
-        match ready_rx.await {
-            Ok(Ok(())) => Ok(ImapServer {
-                imap_addr,
-                imaps_addr,
-                thread,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SimError::Internal(
-                "the IMAP thread stopped during start-up".into(),
-            )),
-        }
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("sim-imap-worker")
+                .enable_all()
+                .build()
+        };
+        let thread = super::spawn_listeners(
+            ("IMAP", "IMAPS"),
+            runtime,
+            (imap, imaps),
+            shared,
+            shutdown,
+            accept_loop,
+        )
+        .await?;
+        Ok(ImapServer {
+            imap_addr,
+            imaps_addr,
+            thread,
+        })
     }
 }
 
