@@ -10,6 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tests/testbed.sh install
 # The HTML report is checked in headless Chromium (Debian's package; no browser download).
 if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
