@@ -203,6 +203,9 @@ fn main_scenario_plan_has_both_ips_both_tls_modes_and_the_connector_step() {
         );
     }
     assert_eq!(v["total_messages"], 84);
+    // The poll step (1s interval, 60s deadline) may send 61 rounds of a TLS and a plain-text
+    // probe from each of the 2 IPs: the guard rails count them too.
+    assert_eq!(v["max_attempts"], 84 + 61 * 2 * 2);
 }
 
 #[test]

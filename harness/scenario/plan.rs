@@ -54,7 +54,7 @@ pub struct Plan {
     pub phases: Vec<PlannedPhase>,
     /// First attempts in the whole run.
     pub total_messages: u64,
-    /// Attempts including every possible retry.
+    /// Attempts including every possible retry and change-step probe.
     pub max_attempts: u64,
     /// Sending time plus change-step waits, excluding observation.
     pub expected_duration_secs: f64,
@@ -180,7 +180,7 @@ pub struct GuardReport {
     pub allowed_domains: Vec<String>,
     /// Limit on attempts per run.
     pub max_messages_per_run: u32,
-    /// Planned attempts, retries included.
+    /// Planned attempts, retries and probes included.
     pub planned_attempts: u64,
     /// Limit on each source IP's rate, per minute.
     pub max_rate_per_ip_per_min: f64,
@@ -354,6 +354,10 @@ pub fn build(s: &LoadedScenario, t: &LoadedTarget) -> Result<Plan, Diagnostics> 
                 WaitMethod::Settle => c.settle_secs,
                 WaitMethod::Poll => c.poll_interval_secs,
             };
+            // Probes are real messages: the guard rails count the most a poll can send.
+            if c.wait == WaitMethod::Poll {
+                max_attempts += max_probes(c, senders.len());
+            }
         }
 
         let mut bursts = Vec::new();
@@ -644,6 +648,22 @@ pub fn build(s: &LoadedScenario, t: &LoadedTarget) -> Result<Plan, Diagnostics> 
     })
 }
 
+/// The most probe messages a poll-until-effective change step can send: one round per
+/// `poll_interval` until the deadline (plus the first), per sender IP, with a plain-text probe
+/// beside the TLS one when the connector requires TLS (see `run::change`).
+pub fn max_probes(c: &PlannedChange, senders: usize) -> u64 {
+    let rounds = (c.deadline_secs / c.poll_interval_secs.max(0.001)).ceil() as u64 + 1;
+    let per_ip = match c.action {
+        ConnectorAction::Create | ConnectorAction::Update | ConnectorAction::Enable
+            if c.require_tls =>
+        {
+            2
+        }
+        _ => 1,
+    };
+    rounds * per_ip * senders as u64
+}
+
 fn secs(s: f64) -> String {
     if s == 0.0 {
         return "0s".into();
@@ -782,7 +802,7 @@ impl Plan {
         let _ = writeln!(o);
         let _ = writeln!(
             o,
-            "Total: {} messages ({} attempts at most with retries), about {} of sending and waiting",
+            "Total: {} messages ({} attempts at most with retries and change-step probes), about {} of sending and waiting",
             self.total_messages,
             self.max_attempts,
             secs(self.expected_duration_secs)
