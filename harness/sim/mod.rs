@@ -311,7 +311,7 @@ async fn spawn_front_end(
         (smtp, smtps),
         shared,
         shutdown,
-        accept_loop,
+        smtp::serve_connection,
     )
     .await
 }
@@ -324,11 +324,14 @@ pub(crate) async fn spawn_listeners<S, F, Fut>(
     sockets: (TcpSocket, Option<TcpSocket>),
     shared: Arc<S>,
     shutdown: watch::Receiver<bool>,
-    accept: F,
+    serve: F,
 ) -> Result<std::thread::JoinHandle<()>, SimError>
 where
     S: Send + Sync + 'static,
-    F: Fn(TcpListener, Arc<S>, bool, watch::Receiver<bool>) -> Fut + Send + 'static,
+    F: Fn(tokio::net::TcpStream, SocketAddr, Arc<S>, bool, watch::Receiver<bool>) -> Fut
+        + Copy
+        + Send
+        + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (plain_name, tls_name) = names;
@@ -368,9 +371,16 @@ where
                 };
                 let _ = ready_tx.send(Ok(()));
                 let mut set = JoinSet::new();
-                set.spawn(accept(plain, shared.clone(), false, shutdown.clone()));
+                set.spawn(accept_loop(
+                    plain_name,
+                    plain,
+                    shared.clone(),
+                    false,
+                    shutdown.clone(),
+                    serve,
+                ));
                 if let Some(l) = tls {
-                    set.spawn(accept(l, shared, true, shutdown));
+                    set.spawn(accept_loop(tls_name, l, shared, true, shutdown, serve));
                 }
                 while set.join_next().await.is_some() {}
             });
@@ -385,25 +395,33 @@ where
     }
 }
 
-async fn accept_loop(
+/// Accepts connections until shutdown, one task per session; then gives sessions
+/// `SESSION_DRAIN_TIMEOUT` to finish before aborting them. Shared by SMTP and IMAP.
+async fn accept_loop<S, F, Fut>(
+    name: &'static str,
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<S>,
     implicit_tls: bool,
     mut shutdown: watch::Receiver<bool>,
-) {
+    serve: F,
+) where
+    S: Send + Sync + 'static,
+    F: Fn(tokio::net::TcpStream, SocketAddr, Arc<S>, bool, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut sessions = JoinSet::new();
     let session_shutdown = shutdown.clone();
     loop {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
-                    sessions.spawn(smtp::serve_connection(
+                    sessions.spawn(serve(
                         stream, peer, shared.clone(), implicit_tls, session_shutdown.clone(),
                     ));
                 }
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
+                    tracing::warn!("{name} accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             },

@@ -22,9 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpSocket;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use super::config::TenantConfig;
@@ -32,7 +31,6 @@ use super::SimError;
 use crate::scenario::types::HumanDuration;
 
 /// How long shutdown waits for sessions to receive their BYE.
-const SESSION_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// RFC 3501 §5.4: an inactivity autologout timer must be at least 30 minutes.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
@@ -332,7 +330,7 @@ impl Prepared {
             (imap, imaps),
             shared,
             shutdown,
-            accept_loop,
+            session::serve_connection,
         )
         .await?;
         Ok(ImapServer {
@@ -340,46 +338,6 @@ impl Prepared {
             imaps_addr,
             thread,
         })
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<ImapShared>,
-    implicit_tls: bool,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut sessions = JoinSet::new();
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    sessions.spawn(session::serve_connection(
-                        stream, peer, shared.clone(), implicit_tls, shutdown.clone(),
-                    ));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("IMAP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            r = shutdown.changed() => {
-                if r.is_err() || *shutdown.borrow() {
-                    break;
-                }
-            }
-        }
-    }
-    drop(listener);
-    let drained = tokio::time::timeout(SESSION_DRAIN_TIMEOUT, async {
-        while sessions.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        sessions.abort_all();
-        while sessions.join_next().await.is_some() {}
     }
 }
 
