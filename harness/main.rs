@@ -247,12 +247,9 @@ fn observe(
     json: bool,
 ) -> ExitCode {
     use mailharness::observe::{reobserve_run, ImapTarget, ObserveOptions};
-    let target = match scenario::load_target(target_path) {
+    let target = match load_target(target_path) {
         Ok(t) => t,
-        Err(d) => {
-            eprintln!("{d}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let file = &target.file;
     let imap = match ImapTarget::from_target(file) {
@@ -340,12 +337,9 @@ const EXIT_FAIL: u8 = 1;
 
 /// `mailharness run`: every file is checked before anything is sent; then each scenario runs.
 fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: bool) -> ExitCode {
-    let tgt = match scenario::load_target(target) {
+    let tgt = match load_target(target) {
         Ok(t) => t,
-        Err(d) => {
-            eprintln!("{d}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let mut loaded = Vec::new();
     let mut errors = Vec::new();
@@ -498,6 +492,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
+/// Loads a target file (or the built-in simulator target), printing its diagnostics on failure.
+fn load_target(path: Option<&Path>) -> Result<scenario::LoadedTarget, ExitCode> {
+    scenario::load_target(path).map_err(|d| {
+        eprintln!("{d}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 /// Prints a command's result: as JSON with `--json`, otherwise as the text for people.
 fn emit<T: serde::Serialize>(
     json: bool,
@@ -554,12 +556,9 @@ fn ops_verify(
     no_observe: bool,
 ) -> ExitCode {
     use mailharness::ops::{verify, VerifyOptions};
-    let tgt = match scenario::load_target(target) {
+    let tgt = match load_target(target) {
         Ok(t) => t,
-        Err(d) => {
-            eprintln!("{d}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let dns = match ops_dns(dns) {
         Ok(d) => d,
@@ -602,12 +601,9 @@ fn ops_confirm(
     json: bool,
 ) -> ExitCode {
     use mailharness::ops::{confirm, ConfirmOptions};
-    let tgt = match scenario::load_target(target) {
+    let tgt = match load_target(target) {
         Ok(t) => t,
-        Err(d) => {
-            eprintln!("{d}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let dns = match ops_dns(dns) {
         Ok(d) => d,
@@ -690,12 +686,9 @@ fn ops_connector(
     certificate_name: Option<String>,
 ) -> ExitCode {
     use mailharness::connector::{check_rules, instructions_text, parse_ip_list, ConnectorRequest};
-    let tgt = match scenario::load_target(target) {
+    let tgt = match load_target(target) {
         Ok(t) => t,
-        Err(d) => {
-            eprintln!("{d}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(code) => return code,
     };
     let roles: Vec<(String, String)> = mailharness::ops::senders(&tgt)
         .into_iter()
