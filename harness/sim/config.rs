@@ -596,12 +596,14 @@ impl TenantConfig {
             source: e,
         })?;
         let cfg = Self::from_toml_str(&text).map_err(|e| {
+            let src = crate::scenario::diag::SourceFile {
+                path: path.to_path_buf(),
+                text: text.clone(),
+            };
             let loc = e
                 .span()
                 .map(|s| {
-                    let before = &text[..s.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    let (line, col) = src.line_col(s.start);
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();
