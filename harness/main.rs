@@ -12,6 +12,12 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_INFRA: u8 = 3;
 
 /// End-to-end delivery tests for mail into Microsoft 365, with an embedded simulated tenant.
+/// The process allocator. glibc's malloc serialises the simulator's SMTP and delivery threads on
+/// arena locks (every accepted message is allocated on one and freed on the other); mimalloc's
+/// per-thread free lists do not (see benches/README.md, simulator acceptance throughput).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mailharness", version, about, propagate_version = true)]
 struct Cli {
