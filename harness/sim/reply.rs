@@ -45,19 +45,14 @@ impl Reply {
 
     /// Appends the wire form (`code SP enhanced SP text CRLF`) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut s = String::with_capacity(8 + self.enhanced.len() + self.text.len());
-        self.write_line(&mut s, ' ');
-        out.extend_from_slice(s.as_bytes());
-    }
-
-    fn write_line(&self, s: &mut String, sep: char) {
-        let _ = write!(s, "{}{sep}", self.code);
+        // Writing into a Vec cannot fail.
+        let _ = std::io::Write::write_fmt(out, format_args!("{} ", self.code));
         if !self.enhanced.is_empty() {
-            s.push_str(&self.enhanced);
-            s.push(' ');
+            out.extend_from_slice(self.enhanced.as_bytes());
+            out.push(b' ');
         }
-        s.push_str(&self.text);
-        s.push_str("\r\n");
+        out.extend_from_slice(self.text.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
 }
 
@@ -82,20 +77,91 @@ pub fn write_multiline(out: &mut Vec<u8>, code: u16, lines: &[String]) {
 
 /// The EOP trailer: `[<trailer_host> <ISO-8601 ms UTC> <16 hex digits>]`.
 pub fn trailer(trailer_host: &str, now: DateTime<Utc>, session_hex: &str) -> String {
-    format!(
-        "[{trailer_host} {} {session_hex}]",
-        now.format("%Y-%m-%dT%H:%M:%S%.3fZ")
-    )
+    let mut s = String::with_capacity(trailer_host.len() + session_hex.len() + 28);
+    s.push('[');
+    s.push_str(trailer_host);
+    s.push(' ');
+    push_rfc3339_ms(&mut s, now);
+    s.push(' ');
+    s.push_str(session_hex);
+    s.push(']');
+    s
 }
 
 /// RFC 3339 with milliseconds and `Z`, the time format of trace records.
 pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    let mut s = String::with_capacity(24);
+    push_rfc3339_ms(&mut s, t);
+    s
+}
+
+/// Appends `%Y-%m-%dT%H:%M:%S%.3fZ` without chrono's format-string interpreter, which cost
+/// more than the rest of a trace record (it runs several times per accepted message).
+fn push_rfc3339_ms(s: &mut String, t: DateTime<Utc>) {
+    use chrono::{Datelike, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let _ = write!(s, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        return;
+    }
+    let nanos = t.nanosecond();
+    // chrono represents a leap second as nanosecond >= 1e9 and prints it as second 60.
+    let (sec, nanos) = if nanos >= 1_000_000_000 {
+        (60, nanos - 1_000_000_000)
+    } else {
+        (t.second(), nanos)
+    };
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, t.month());
+    put(8, 2, t.day());
+    put(11, 2, t.hour());
+    put(14, 2, t.minute());
+    put(17, 2, sec);
+    put(20, 3, nanos / 1_000_000);
+    // Every byte written is an ASCII digit or one of the template's ASCII separators.
+    s.push_str(std::str::from_utf8(&b).unwrap_or_default());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_match_chrono_formatting() {
+        use chrono::TimeZone;
+        let fmt = "%Y-%m-%dT%H:%M:%S%.3fZ";
+        let mut cases = vec![
+            Utc.with_ymd_and_hms(2026, 11, 27, 7, 5, 9).unwrap(),
+            Utc.with_ymd_and_hms(1999, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::milliseconds(7),
+            Utc.with_ymd_and_hms(2030, 12, 31, 23, 59, 59).unwrap()
+                + chrono::Duration::nanoseconds(999_999_999),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+        ];
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_milli_opt(23, 59, 59, 1_500)
+            .unwrap()
+            .and_utc();
+        cases.push(leap);
+        for t in cases {
+            assert_eq!(rfc3339_ms(t), t.format(fmt).to_string(), "{t:?}");
+        }
+        assert_eq!(
+            trailer(
+                "H.prod.outlook.com",
+                Utc.with_ymd_and_hms(2026, 11, 27, 7, 5, 9).unwrap(),
+                "0123456789ABCDEF"
+            ),
+            "[H.prod.outlook.com 2026-11-27T07:05:09.000Z 0123456789ABCDEF]"
+        );
+    }
 
     #[test]
     fn wire_forms() {
