@@ -104,6 +104,7 @@ pub(crate) struct Shared {
     pub(crate) internal_base: u64,
     pub(crate) internal_seq: AtomicU64,
     pub(crate) nmid_seed: u128,
+    pub(crate) junk: store::JunkRules,
 }
 
 /// A running simulator. Drop it or call [`SimHandle::shutdown`] to stop it.
@@ -216,6 +217,7 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         internal_base: (now_unix as u64 % 100_000) * 1_000_000_000,
         internal_seq: AtomicU64::new(1),
         nmid_seed: uuid::Uuid::new_v4().as_u128(),
+        junk: store::JunkRules::new(&config.junk),
         policy: Policy::new(config, clock, Instant::now()),
         fqdn,
     });

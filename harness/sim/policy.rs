@@ -459,18 +459,18 @@ impl Policy {
                 Some(name),
             );
         }
-        if let Some(c) = &matched {
-            if c.require_tls == Some(true) && !input.tls {
+        if let Some((name, true)) = &matched {
+            if !input.tls {
                 let t = &self.cfg.connectors.tls_required_reply;
                 return reject(
                     Decision::TlsRequired,
                     Rule::ConnectorRequiresTls,
                     Reply::new(t.code, &t.enhanced, t.text.clone()),
-                    Some(c.name.clone()),
+                    Some(name.clone()),
                 );
             }
         }
-        let connector = matched.map(|c| c.name);
+        let connector = matched.map(|(name, _)| name);
 
         if !self.mailboxes.contains(&rcpt) {
             return reject(
@@ -532,16 +532,17 @@ impl Policy {
     ) -> Option<String> {
         self.connectors_for(as_v4(ip), sender_domain, now)
             .1
-            .map(|c| c.name)
+            .map(|(name, _)| name)
     }
 
-    /// (a restricting connector that excludes this IP, the first enabled connector matching it).
+    /// (a restricting connector that excludes this IP, the name and require-TLS setting of the
+    /// first enabled connector matching it). Only these are copied out: this runs per RCPT.
     fn connectors_for(
         &self,
         ip: Option<Ipv4Addr>,
         sender_domain: &str,
         now: Instant,
-    ) -> (Option<String>, Option<ConnectorSpec>) {
+    ) -> (Option<String>, Option<(String, bool)>) {
         let mut map = lock(&self.connectors);
         settle(&mut map, now);
         let mut restricting = None;
@@ -555,7 +556,7 @@ impl Policy {
             let inside = ip.is_some_and(|ip| c.covers_ip(ip));
             if inside {
                 if matched.is_none() {
-                    matched = Some(c.clone());
+                    matched = Some((c.name.clone(), c.require_tls == Some(true)));
                 }
             } else if c.restrict_domains_to_ips && restricting.is_none() {
                 restricting = Some(c.name.clone());

@@ -77,6 +77,8 @@ struct Session {
     shared: Arc<Shared>,
     peer: SocketAddr,
     ip: IpAddr,
+    /// `ip` as text, formatted once: it goes into three stamped headers and the trace record.
+    ip_text: String,
     id: String,
     listener: &'static str,
     helo: Option<String>,
@@ -102,9 +104,11 @@ pub(crate) async fn serve_connection(
     let _ = stream.set_nodelay(true);
     shared.stats.sessions.fetch_add(1, Ordering::Relaxed);
     let n = shared.session_seq.fetch_add(1, Ordering::Relaxed);
+    let ip = canonical_ip(peer.ip());
     let mut s = Session {
         id: format!("{:08X}{:08X}", shared.session_base, n as u32),
-        ip: canonical_ip(peer.ip()),
+        ip,
+        ip_text: ip.to_string(),
         peer,
         listener: if implicit_tls { "smtps" } else { "smtp" },
         helo: None,
@@ -615,13 +619,8 @@ impl Session {
             .or_else(|| added_id.clone())
             .unwrap_or_default();
         let cfg = self.cfg();
-        let junk_rule = store::junk_rule(&cfg.junk, &parsed, &txn.sender_domain);
-        let spf_none = cfg.junk.enabled
-            && cfg
-                .junk
-                .no_spf_sender_domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(&txn.sender_domain));
+        let junk_rule = self.shared.junk.rule(&parsed, &txn.sender_domain);
+        let spf_none = self.shared.junk.spf_none(&txn.sender_domain);
         let scl = if junk_rule.is_some() { cfg.junk.scl } else { 1 };
         let folder = if junk_rule.is_some() {
             Folder::Junk
@@ -630,7 +629,7 @@ impl Session {
         };
         let head = store::stamp(&StampInput {
             helo: self.helo.as_deref().unwrap_or("unknown"),
-            ip: self.ip,
+            ip: &self.ip_text,
             tls: self.tls.as_ref(),
             fqdn: &self.shared.fqdn,
             auth_source: &self.shared.auth_source,
@@ -696,7 +695,7 @@ impl Session {
             time: rfc3339_ms(self.now_wall()),
             session_id: self.id.clone(),
             listener: self.listener.to_string(),
-            source_ip: self.ip.to_string(),
+            source_ip: self.ip_text.clone(),
             source_port: self.peer.port(),
             helo: self.helo.clone(),
             tls: self.tls.clone(),

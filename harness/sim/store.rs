@@ -8,7 +8,8 @@
 //! <state>/maildir/<domain>/<local>/.Junk Email/maildirfolder      Maildir++ folder marker
 //! <state>/maildir/<domain>/<local>/subscriptions                  "Junk Email" subscribed
 //! ```
-//! Each message is written to `tmp/` and renamed into `new/` (atomic on one file system), named
+//! Each message is written as an unnamed `O_TMPFILE` in `tmp/` and linked into `new/` complete
+//! (where the file system or privileges do not allow that: written to `tmp/` and renamed), named
 //! `<secs>.M<usecs>P<pid>Q<n>.mailharness,S=<size>,W=<size>` (Dovecot reads `S=`/`W=` as sizes;
 //! files keep the CRLF line ends received over SMTP, so both sizes are equal).
 
@@ -16,13 +17,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::Write;
-use std::net::IpAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use chrono::{DateTime, Utc};
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::config::JunkConfig;
 use super::trace::TlsInfo;
@@ -72,8 +72,8 @@ struct FolderDirs {
 
 /// The Maildir tree of every mailbox.
 ///
-/// Files are created with `openat`/`renameat` relative to directory handles opened once, so
-/// storing a message costs no path walks.
+/// Files are created relative to directory handles opened once, so storing a message costs no
+/// path walks.
 #[derive(Debug)]
 pub struct MaildirStore {
     root: PathBuf,
@@ -82,7 +82,16 @@ pub struct MaildirStore {
     fsync: bool,
     seq: AtomicU64,
     pid: u32,
+    /// How finished files get their name in `new/`: one of the `LINK_*` constants.
+    link: AtomicU8,
 }
+
+/// `O_TMPFILE`, then `linkat(fd, "", AT_EMPTY_PATH)`.
+const LINK_EMPTY_PATH: u8 = 0;
+/// `O_TMPFILE`, then `linkat("/proc/self/fd/N", AT_SYMLINK_FOLLOW)` (no capability needed).
+const LINK_PROC_FD: u8 = 1;
+/// `tmp/<name>`, then `renameat` into `new/`.
+const LINK_RENAME: u8 = 2;
 
 fn open_dir(path: &Path) -> Result<OwnedFd, SimError> {
     rustix::fs::open(
@@ -102,6 +111,7 @@ impl MaildirStore {
             fsync,
             seq: AtomicU64::new(0),
             pid: std::process::id(),
+            link: AtomicU8::new(LINK_EMPTY_PATH),
         };
         for m in mailboxes {
             let base = store.mailbox_dir(m)?;
@@ -164,7 +174,7 @@ impl MaildirStore {
         Ok(self.root.join(domain).join(local))
     }
 
-    /// Stores one message: write to `tmp/`, optionally fsync, rename into `new/`.
+    /// Stores one message in `new/`, complete or not at all, optionally fsynced.
     ///
     /// `address` must be one of the mailboxes the store was created with (lower-cased).
     pub fn deliver(
@@ -194,10 +204,79 @@ impl MaildirStore {
             self.pid,
             n
         );
+        let new = d.new_path.join(&name);
+        let stored = match self.link.load(Ordering::Relaxed) {
+            LINK_RENAME => self.store_renamed(d, &name, content),
+            _ => self.store_unnamed(d, &name, content).and_then(|linked| {
+                if linked {
+                    Ok(())
+                } else {
+                    self.store_renamed(d, &name, content)
+                }
+            }),
+        };
+        stored.map_err(|e| SimError::io(format!("storing message in {}", new.display()), e))?;
+        if self.fsync {
+            rustix::fs::fsync(&d.new)
+                .map_err(|e| SimError::io(format!("syncing {}", d.new_path.display()), e.into()))?;
+        }
+        Ok(new)
+    }
+
+    /// Writes an unnamed file (`O_TMPFILE` in `tmp/`) and links it into `new/` under `name`:
+    /// the file appears complete or not at all, as with tmp/ + rename, at about half the
+    /// directory work per message. Ok(false) when this file system or these privileges cannot
+    /// do it; the store then uses tmp/ + rename from now on.
+    fn store_unnamed(&self, d: &FolderDirs, name: &str, content: &[u8]) -> std::io::Result<bool> {
+        use rustix::io::Errno;
+        let fd = match rustix::fs::openat(
+            &d.tmp,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        ) {
+            Ok(fd) => fd,
+            Err(e) if [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOENT].contains(&e) => {
+                self.link.store(LINK_RENAME, Ordering::Relaxed);
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut f = File::from(fd);
+        f.write_all(content)?;
+        if self.fsync {
+            f.sync_all()?;
+        }
+        if self.link.load(Ordering::Relaxed) == LINK_EMPTY_PATH {
+            match rustix::fs::linkat(&f, "", &d.new, name, AtFlags::EMPTY_PATH) {
+                Ok(()) => return Ok(true),
+                // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH on older kernels (linkat(2)).
+                Err(Errno::NOENT | Errno::PERM) => self.link.store(LINK_PROC_FD, Ordering::Relaxed),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc_path.as_str(),
+            &d.new,
+            name,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(true),
+            Err(_) => {
+                self.link.store(LINK_RENAME, Ordering::Relaxed);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Writes `tmp/<name>` and renames it into `new/` (the classic Maildir delivery).
+    fn store_renamed(&self, d: &FolderDirs, name: &str, content: &[u8]) -> std::io::Result<()> {
         let write = || -> std::io::Result<()> {
             let fd = rustix::fs::openat(
                 &d.tmp,
-                name.as_str(),
+                name,
                 OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
                 Mode::RUSR | Mode::WUSR,
             )?;
@@ -207,18 +286,12 @@ impl MaildirStore {
                 f.sync_all()?;
             }
             drop(f);
-            rustix::fs::renameat(&d.tmp, name.as_str(), &d.new, name.as_str())?;
-            if self.fsync {
-                rustix::fs::fsync(&d.new)?;
-            }
+            rustix::fs::renameat(&d.tmp, name, &d.new, name)?;
             Ok(())
         };
-        let new = d.new_path.join(&name);
-        write().map_err(|e| {
-            let _ = rustix::fs::unlinkat(&d.tmp, name.as_str(), rustix::fs::AtFlags::empty());
-            SimError::io(format!("storing message in {}", new.display()), e)
-        })?;
-        Ok(new)
+        write().inspect_err(|_| {
+            let _ = rustix::fs::unlinkat(&d.tmp, name, AtFlags::empty());
+        })
     }
 }
 
@@ -280,7 +353,15 @@ fn header_fields(head: &[u8]) -> Vec<(usize, usize)> {
 
 fn field_value(field: &[u8]) -> String {
     let colon = field.iter().position(|&b| b == b':').unwrap_or(0);
-    let v = String::from_utf8_lossy(&field[(colon + 1).min(field.len())..]);
+    let raw = &field[(colon + 1).min(field.len())..];
+    // The usual field is one line: no unfolding needed.
+    let one_line = raw.trim_ascii_end();
+    if !one_line.contains(&b'\n') && !one_line.contains(&b'\r') {
+        if let Ok(v) = std::str::from_utf8(one_line.trim_ascii_start()) {
+            return v.to_string();
+        }
+    }
+    let v = String::from_utf8_lossy(raw);
     v.split(['\r', '\n'])
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -337,36 +418,84 @@ pub fn parse(raw: Vec<u8>) -> Parsed {
     }
 }
 
-/// Which junk rule fired.
-pub fn junk_rule(cfg: &JunkConfig, parsed: &Parsed, sender_domain: &str) -> Option<String> {
-    if !cfg.enabled {
-        return None;
-    }
-    if let Some(d) = cfg
-        .no_spf_sender_domains
-        .iter()
-        .find(|d| d.eq_ignore_ascii_case(sender_domain))
-    {
-        return Some(format!("sender domain {d} has no SPF"));
-    }
-    if let Some(subject) = &parsed.subject {
-        let lower = subject.to_lowercase();
-        if let Some(m) = cfg
-            .subject_markers
-            .iter()
-            .find(|m| !m.is_empty() && lower.contains(&m.to_lowercase()))
-        {
-            return Some(format!("subject marker {m}"));
+/// The junk rules of a tenant, compiled once at start: subject markers lower-cased and a
+/// substring searcher per body marker (building a searcher costs more than the search).
+#[derive(Debug)]
+pub struct JunkRules {
+    enabled: bool,
+    no_spf_sender_domains: Vec<String>,
+    /// (as configured, lower-cased)
+    subject_markers: Vec<(String, String)>,
+    body_markers: Vec<(String, memchr::memmem::Finder<'static>)>,
+}
+
+impl JunkRules {
+    /// Compiles the `[junk]` table.
+    pub fn new(cfg: &JunkConfig) -> Self {
+        JunkRules {
+            enabled: cfg.enabled,
+            no_spf_sender_domains: cfg.no_spf_sender_domains.clone(),
+            subject_markers: cfg
+                .subject_markers
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|m| (m.clone(), m.to_lowercase()))
+                .collect(),
+            body_markers: cfg
+                .body_markers
+                .iter()
+                .filter(|m| !m.is_empty())
+                .map(|m| {
+                    let f = memchr::memmem::Finder::new(m.as_bytes()).into_owned();
+                    (m.clone(), f)
+                })
+                .collect(),
         }
     }
-    let body = &parsed.content[header_end(&parsed.content)..];
-    cfg.body_markers
-        .iter()
-        .find(|m| !m.is_empty() && memchr::memmem::find(body, m.as_bytes()).is_some())
-        .map(|m| {
-            let short: String = m.chars().take(24).collect();
-            format!("body marker {short}")
-        })
+
+    /// Whether the envelope sender's domain is on the no-SPF list (and junk rules are on).
+    pub fn spf_none(&self, sender_domain: &str) -> bool {
+        self.enabled
+            && self
+                .no_spf_sender_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(sender_domain))
+    }
+
+    /// Which junk rule fired, if any.
+    pub fn rule(&self, parsed: &Parsed, sender_domain: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        if let Some(d) = self
+            .no_spf_sender_domains
+            .iter()
+            .find(|d| d.eq_ignore_ascii_case(sender_domain))
+        {
+            return Some(format!("sender domain {d} has no SPF"));
+        }
+        if let (Some(subject), false) = (&parsed.subject, self.subject_markers.is_empty()) {
+            let lower = subject.to_lowercase();
+            if let Some((m, _)) = self
+                .subject_markers
+                .iter()
+                .find(|(_, l)| lower.contains(l.as_str()))
+            {
+                return Some(format!("subject marker {m}"));
+            }
+        }
+        if self.body_markers.is_empty() {
+            return None;
+        }
+        let body = &parsed.content[header_end(&parsed.content)..];
+        self.body_markers
+            .iter()
+            .find(|(_, f)| f.find(body).is_some())
+            .map(|(m, _)| {
+                let short: String = m.chars().take(24).collect();
+                format!("body marker {short}")
+            })
+    }
 }
 
 /// The facts the stamped headers are made of.
@@ -374,8 +503,8 @@ pub fn junk_rule(cfg: &JunkConfig, parsed: &Parsed, sender_domain: &str) -> Opti
 pub struct StampInput<'a> {
     /// EHLO/HELO name.
     pub helo: &'a str,
-    /// Connecting IP.
-    pub ip: IpAddr,
+    /// Connecting IP, as text.
+    pub ip: &'a str,
     /// TLS in effect.
     pub tls: Option<&'a TlsInfo>,
     /// `<host>.mail.protection.outlook.com`.
@@ -465,22 +594,52 @@ mod tests {
         assert!(!s.to_lowercase().contains("organization-authas"));
         assert!(s.contains("body X-MS-Exchange-Organization-SCL: stays"));
         assert_eq!(
-            junk_rule(&JunkConfig::default(), &p, "platform.example").as_deref(),
+            JunkRules::new(&JunkConfig::default())
+                .rule(&p, "platform.example")
+                .as_deref(),
             Some("subject marker [SIM-JUNK]")
         );
     }
 
     #[test]
     fn junk_rules() {
-        let cfg = JunkConfig::default();
+        let cfg = JunkRules::new(&JunkConfig::default());
         let p =
             parse(format!("Subject: x\r\n\r\n{}\r\n", super::super::config::GTUBE).into_bytes());
-        assert!(junk_rule(&cfg, &p, "a.example")
+        assert!(cfg
+            .rule(&p, "a.example")
             .unwrap()
             .starts_with("body marker"));
         let p = parse(b"Subject: x\r\n\r\nclean\r\n".to_vec());
-        assert!(junk_rule(&cfg, &p, "a.example").is_none());
-        assert!(junk_rule(&cfg, &p, "NOSPF.example").is_some());
+        assert!(cfg.rule(&p, "a.example").is_none());
+        assert!(cfg.rule(&p, "NOSPF.example").is_some());
+    }
+
+    #[test]
+    fn every_link_mode_stores_the_file_complete_and_leaves_tmp_empty() {
+        for mode in [LINK_EMPTY_PATH, LINK_PROC_FD, LINK_RENAME] {
+            let dir = tempfile::tempdir().unwrap();
+            let s =
+                MaildirStore::create(dir.path(), &["qa1@contoso.example".into()], true).unwrap();
+            s.link.store(mode, Ordering::Relaxed);
+            let p = s
+                .deliver(
+                    "qa1@contoso.example",
+                    Folder::Inbox,
+                    b"a: b\r\n\r\nx\r\n",
+                    Utc::now(),
+                )
+                .unwrap();
+            assert_eq!(
+                p.parent().unwrap(),
+                dir.path().join("contoso.example/qa1/new")
+            );
+            assert_eq!(fs::read(&p).unwrap(), b"a: b\r\n\r\nx\r\n", "mode {mode}");
+            let tmp = dir.path().join("contoso.example/qa1/tmp");
+            assert_eq!(fs::read_dir(tmp).unwrap().count(), 0, "mode {mode}");
+            // A mode can only fall back (for example without CAP_DAC_READ_SEARCH), never fail.
+            assert!(s.link.load(Ordering::Relaxed) >= mode);
+        }
     }
 
     #[test]
