@@ -292,6 +292,32 @@ fn bad_input_never_ends_the_session() {
     sim.shutdown();
 }
 
+/// The idle timer is armed once per session and moved by activity: a client that keeps talking
+/// for longer than the timeout stays connected, and times out one timeout after it falls quiet.
+#[test]
+fn activity_postpones_the_idle_timeout() {
+    let mut cfg = no_throttle();
+    cfg.front_end.command_timeout = "1s".parse().expect("duration");
+    let sim = Sim::start(cfg);
+    let mut c = connect(&sim, "127.0.0.2");
+    c.expect("220 ");
+    c.send("EHLO x\r\n");
+    c.reply();
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        c.send("NOOP\r\n");
+        c.expect("250 2.0.0 OK");
+    }
+    let quiet = std::time::Instant::now();
+    c.expect("421 4.4.2 ");
+    let waited = quiet.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900),
+        "timed out {waited:?} after the last command, before the 1 s limit"
+    );
+    sim.shutdown();
+}
+
 #[test]
 fn idle_client_times_out_with_421() {
     let mut cfg = no_throttle();
