@@ -129,6 +129,13 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// The subject the customer sees (default "Mail delivery test"); the reference id is added.
+        #[arg(long)]
+        subject: Option<String>,
+        /// A UTF-8 text file ("-" for stdin) with the body the customer reads (default: a short
+        /// note that this is a delivery test and needs no action); the reference id is added.
+        #[arg(long)]
+        text_file: Option<PathBuf>,
     },
     /// Explain an SMTP reply, a bounce or DSN file, or stdin: code family, meaning, whether a
     /// connector helps, what to do. Exit 0: explained; 2: nothing to explain.
@@ -217,14 +224,20 @@ fn main() -> ExitCode {
             dns,
             report_dir,
             json,
-        } => ops_confirm(
-            &to,
-            from_ip,
-            target.as_deref(),
-            dns.as_deref(),
-            &report_dir,
-            json,
-        ),
+            subject,
+            text_file,
+        } => match confirm_text(subject, text_file.as_deref()) {
+            Ok(text) => ops_confirm(
+                &to,
+                from_ip,
+                target.as_deref(),
+                dns.as_deref(),
+                &report_dir,
+                json,
+                text,
+            ),
+            Err(code) => code,
+        },
         Command::Explain { reply, file, json } => ops_explain(&reply, file.as_deref(), json),
         Command::Connector {
             target,
@@ -605,6 +618,7 @@ fn ops_confirm(
     dns: Option<&str>,
     report_dir: &Path,
     json: bool,
+    text: Option<mailharness::send::MessageText>,
 ) -> ExitCode {
     use mailharness::ops::{confirm, ConfirmOptions};
     let tgt = match load_target(target) {
@@ -624,6 +638,7 @@ fn ops_confirm(
         from_ip,
         report_dir: Some(report_dir.to_path_buf()),
         dns,
+        text,
     };
     match rt.block_on(confirm(&tgt, &opts)) {
         Ok(r) => {
@@ -643,6 +658,58 @@ fn ops_confirm(
         }
         Err(e) => ops_fail(e),
     }
+}
+
+/// The customer-facing words of `confirm`: `--subject` and the body from `--text-file`, each
+/// falling back to the default wording; None when neither is given.
+fn confirm_text(
+    subject: Option<String>,
+    text_file: Option<&Path>,
+) -> Result<Option<mailharness::send::MessageText>, ExitCode> {
+    use std::io::Read as _;
+    if subject.is_none() && text_file.is_none() {
+        return Ok(None);
+    }
+    let mut text = mailharness::ops::default_text();
+    if let Some(s) = subject {
+        if s.trim().is_empty() {
+            eprintln!("error: --subject is empty; give the subject the customer should see");
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+        text.subject = s;
+    }
+    if let Some(p) = text_file {
+        let mut bytes = Vec::new();
+        let read = if p == Path::new("-") {
+            std::io::stdin().read_to_end(&mut bytes).map(|_| ())
+        } else {
+            std::fs::read(p).map(|b| bytes = b)
+        };
+        if let Err(e) = read {
+            eprintln!("error: --text-file {}: cannot read it: {e}", p.display());
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+        let body = match String::from_utf8(bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!(
+                    "error: --text-file {}: not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+                    p.display(),
+                    e.utf8_error().valid_up_to()
+                );
+                return Err(ExitCode::from(EXIT_CONFIG));
+            }
+        };
+        if body.trim().is_empty() {
+            eprintln!(
+                "error: --text-file {}: is empty; write the text the customer should read",
+                p.display()
+            );
+            return Err(ExitCode::from(EXIT_CONFIG));
+        }
+        text.body = body;
+    }
+    Ok(Some(text))
 }
 
 /// `mailharness explain`: a reply argument, a file, or stdin.

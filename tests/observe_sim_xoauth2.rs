@@ -85,6 +85,7 @@ async fn xoauth2_against_the_simulator_finds_the_message_and_refuses_an_unknown_
             burst: "xoauth2".into(),
             index: 0,
             body_size: 256,
+            text: None,
         },
     )
     .await;

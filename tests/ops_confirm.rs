@@ -11,10 +11,27 @@ use std::time::Duration;
 use mailharness::ops::{confirm_with, Endpoint};
 use mailharness::record::OutcomeClass;
 use mailharness::scenario::types::{ConnectorCidr, HumanDuration};
-use mailharness::sim::{self, ConnectorSpec, TenantConfig};
+use mailharness::send::MessageText;
+use mailharness::sim::{self, ConnectorSpec, SimHandle, TenantConfig};
 
 const FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const TO: &str = "qa1@contoso.example";
+
+/// The stored copy of the message with this Message-ID, found through the simulator's trace.
+fn delivered_message(sim: &SimHandle, message_id: &str) -> mail_parser::Message<'static> {
+    let id = message_id.trim_matches(['<', '>']);
+    let rec = sim
+        .trace(None)
+        .unwrap()
+        .into_iter()
+        .find(|t| t.message_id.as_deref().map(|m| m.trim_matches(['<', '>'])) == Some(id))
+        .expect("traced");
+    let raw = std::fs::read(&rec.deliveries[0].path).unwrap();
+    mail_parser::MessageParser::default()
+        .parse(&raw)
+        .expect("a message")
+        .into_owned()
+}
 
 #[test]
 fn confirm_before_and_after_the_connector() {
@@ -31,7 +48,7 @@ fn confirm_before_and_after_the_connector() {
         let sim = sim::start(cfg, dir.path()).await.unwrap();
         let ep = Endpoint::simulator(&sim, "contoso.example").unwrap();
 
-        let before = confirm_with(&ep, FROM, TO, None, Some(&sim)).await.unwrap();
+        let before = confirm_with(&ep, FROM, TO, None, Some(&sim), None).await.unwrap();
         assert_eq!(before.outcome, OutcomeClass::Throttled, "{before:?}");
         assert!(!before.ok);
         assert!(
@@ -62,7 +79,7 @@ fn confirm_before_and_after_the_connector() {
         let mut after = None;
         for _ in 0..40 {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            let r = confirm_with(&ep, FROM, TO, None, Some(&sim)).await.unwrap();
+            let r = confirm_with(&ep, FROM, TO, None, Some(&sim), None).await.unwrap();
             if r.outcome == OutcomeClass::Accepted {
                 after = Some(r);
                 break;
@@ -80,6 +97,37 @@ fn confirm_before_and_after_the_connector() {
         );
         assert_eq!(after.connector.as_deref(), Some("Trusted Mail Connector"));
         assert!(after.arrival.is_some(), "{after:?}");
+
+        // What the customer reads: plain words and the reference, not test-harness noise.
+        let delivered = delivered_message(&sim, &after.message_id);
+        assert_eq!(
+            delivered.subject(),
+            Some(format!("Mail delivery test [{}]", after.reference).as_str())
+        );
+        let body = delivered.body_text(0).unwrap().into_owned();
+        assert!(body.starts_with("Hello,\r\n\r\nThis is a test message from your mail platform."), "{body}");
+        assert!(body.contains("You do not need to do anything"), "{body}");
+        assert!(body.ends_with(&format!("Reference: {}\r\n", after.reference)), "{body}");
+
+        // Support's own words, with the reference still added.
+        let own = MessageText {
+            subject: "Acme: checking your new connector".into(),
+            body: "Hi Zoë,\nwe are checking the connector you created today.\n".into(),
+        };
+        let mine = confirm_with(&ep, FROM, TO, None, Some(&sim), Some(&own)).await.unwrap();
+        assert_eq!(mine.outcome, OutcomeClass::Accepted, "{mine:?}");
+        let delivered = delivered_message(&sim, &mine.message_id);
+        assert_eq!(
+            delivered.subject(),
+            Some(format!("Acme: checking your new connector [{}]", mine.reference).as_str())
+        );
+        assert_eq!(
+            delivered.body_text(0).unwrap(),
+            format!(
+                "Hi Zoë,\r\nwe are checking the connector you created today.\r\n\r\nReference: {}\r\n",
+                mine.reference
+            )
+        );
 
         // The shareable report: masked recipient, reference id, no full address anywhere.
         let out = tempfile::tempdir().unwrap();
@@ -123,6 +171,51 @@ fn the_cli_confirms_against_the_built_in_simulator() {
     assert_eq!(v["to"], "q***@contoso.example");
     let files: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().collect();
     assert_eq!(files.len(), 2);
+
+    // Support's own words from the command line; a text file that cannot be used is named.
+    let words = out_dir.path().join("words.txt");
+    std::fs::write(&words, "Hello from Acme support.\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .args([
+            "confirm",
+            "--to",
+            "qa2@contoso.example",
+            "--from-ip",
+            "127.0.0.2",
+            "--json",
+        ])
+        .args(["--subject", "Acme connector check", "--text-file"])
+        .arg(&words)
+        .arg("--report-dir")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&words, " \n").unwrap();
+    for (file, says) in [
+        (
+            words.clone(),
+            "is empty; write the text the customer should read",
+        ),
+        (out_dir.path().join("missing.txt"), "cannot read it"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
+            .args(["confirm", "--to", "qa2@contoso.example", "--text-file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--text-file {}: {says}", file.display())),
+            "{err}"
+        );
+    }
 
     // The guard rails hold: no test mail to a domain the target does not allow.
     let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))

@@ -275,6 +275,7 @@ async fn record_mode_reports_bad_certificates_and_verify_mode_fails_them() {
         burst: "probe".into(),
         index: 0,
         body_size: 100,
+        text: None,
     };
     // Wrong name, record mode: the message goes through, the mismatch is on record.
     let c = ctx(&bed, &run, TlsVerify::Record, Some("wrong.example"), true);
@@ -329,6 +330,7 @@ async fn a_probe_from_the_throttled_ip_is_throttled_with_a_full_transcript() {
             burst: "probe".into(),
             index: 3,
             body_size: 100,
+            text: None,
         },
     )
     .await;

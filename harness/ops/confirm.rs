@@ -16,7 +16,7 @@ use crate::record::{AttemptRecord, ObservationStatus, OutcomeClass};
 use crate::reply::{self, Reply};
 use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
-use crate::send::{self, OneShot};
+use crate::send::{self, MessageText, OneShot};
 use crate::sim::SimHandle;
 
 /// How long to wait for the simulator to store an accepted message.
@@ -33,6 +33,34 @@ pub struct ConfirmOptions {
     pub report_dir: Option<PathBuf>,
     /// The nameserver for MX lookups.
     pub dns: Option<std::net::SocketAddr>,
+    /// The customer-facing subject and body (default: [`default_text`]); the reference id is
+    /// added to both.
+    pub text: Option<MessageText>,
+}
+
+/// The message a customer receives when no text is given: what it is, that nothing is needed
+/// from them, and the reference to quote.
+pub fn default_text() -> MessageText {
+    MessageText {
+        subject: "Mail delivery test".into(),
+        body: "Hello,\n\n\
+               This is a test message from your mail platform. It was sent to confirm that mail \
+               from our sending servers reaches your Microsoft 365 mailbox through the inbound \
+               connector your administrator set up.\n\n\
+               You do not need to do anything with it, and you can delete it.\n"
+            .into(),
+    }
+}
+
+/// `text` with the reference id added to the subject and as the body's last line, so that the
+/// customer can quote it and the message can be found by it.
+fn with_reference(text: &MessageText, reference: &str) -> MessageText {
+    let mut body = text.body.trim_end().to_string();
+    body.push_str(&format!("\n\nReference: {reference}\n"));
+    MessageText {
+        subject: format!("{} [{reference}]", text.subject.trim()),
+        body,
+    }
 }
 
 /// The result, ready to share: the recipient is masked and no secret is in it.
@@ -132,10 +160,12 @@ pub async fn confirm_with(
     to: &str,
     imap: Option<(&ImapTarget, ObserveOptions)>,
     sim: Option<&SimHandle>,
+    text: Option<&MessageText>,
 ) -> Result<ConfirmReport, OpsError> {
     send::check_source_ip(from_ip).map_err(|e| OpsError::Config(format!("--from-ip: {e}")))?;
     let reference = reference_id("MH");
     let ctx = ep.context(&reference)?;
+    let text = with_reference(text.unwrap_or(&default_text()), &reference);
     let shot = OneShot {
         source_ip: from_ip,
         sender: "platform".into(),
@@ -145,6 +175,7 @@ pub async fn confirm_with(
         burst: "confirm".into(),
         index: 0,
         body_size: 512,
+        text: Some(text),
     };
     let sent_at = Utc::now();
     let rec = send::send_one(&ctx, &shot).await;
@@ -250,7 +281,7 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
             .map_err(|e| OpsError::Infra(format!("cannot start the embedded simulator: {e}")))?;
         let domain = opts.to.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         let ep = Endpoint::simulator(&sim, domain)?;
-        let r = confirm_with(&ep, from_ip, &opts.to, None, Some(&sim)).await;
+        let r = confirm_with(&ep, from_ip, &opts.to, None, Some(&sim), opts.text.as_ref()).await;
         let _ = sim.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
         r?
@@ -276,6 +307,7 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
             &opts.to,
             imap.as_ref().map(|i| (i, oopts)),
             None,
+            opts.text.as_ref(),
         )
         .await?
     };

@@ -17,7 +17,7 @@ use crate::scenario::LoadedTarget;
 use crate::send::{SendContext, TlsOptions};
 use crate::sim::SimHandle;
 
-pub use confirm::{confirm, confirm_with, ConfirmOptions, ConfirmReport};
+pub use confirm::{confirm, confirm_with, default_text, ConfirmOptions, ConfirmReport};
 pub use verify::{verify, IpResult, SendCheck, VerifyOptions, VerifyReport};
 
 /// The EHLO name used when the target sets none (the same as `run`'s).

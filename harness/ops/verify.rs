@@ -323,6 +323,7 @@ pub async fn verify_with(
                 burst: "verify".into(),
                 index: i as u32,
                 body_size: BODY_SIZE,
+                text: None,
             };
             let rec = send::send_one(&ctx, &shot).await;
             if mode == TlsMode::Starttls {

@@ -152,6 +152,7 @@ async fn probe_round(
                 burst: format!("{phase}~probe"),
                 index: round * 2 + n,
                 body_size: 512,
+                text: None,
             };
             async move { send::send_one(ctx, &shot).await }
         };

@@ -33,6 +33,17 @@ pub struct MessageSpec<'a> {
     pub body_size: u64,
     /// Date header.
     pub date: DateTime<Utc>,
+    /// Words for a person to read instead of the generated subject and body (`confirm`).
+    pub text: Option<&'a MessageText>,
+}
+
+/// A subject and body written for a person, e.g. the customer who receives `confirm`'s message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageText {
+    /// The subject (control characters become spaces; cut at 200 characters).
+    pub subject: String,
+    /// The body as plain text; any line ends (LF or CRLF) are sent as CRLF.
+    pub body: String,
 }
 
 /// Makes scenario text safe for a header: control characters (CR, LF, NUL, …) become spaces, so
@@ -80,11 +91,17 @@ pub fn build_message(spec: &MessageSpec<'_>) -> Result<Vec<u8>, SendError> {
     let run = sanitize_header_text(spec.run_id);
     let seq = sanitize_header_text(spec.seq);
     let to: Vec<String> = spec.to.iter().map(|a| sanitize_token(a)).collect();
-    let body = body_of(spec.body_size, &seq);
+    let (subject, body) = match spec.text {
+        Some(t) => (sanitize_header_text(&t.subject), crlf(&t.body)),
+        None => (
+            format!("mailharness {seq} [{run}]"),
+            body_of(spec.body_size, &seq),
+        ),
+    };
     MessageBuilder::new()
         .from(sanitize_token(spec.from))
         .to(to)
-        .subject(format!("mailharness {seq} [{run}]"))
+        .subject(subject)
         .message_id(sanitize_token(spec.message_id))
         .date(spec.date.timestamp())
         .header(RUN_HEADER, Raw::new(run))
@@ -92,6 +109,16 @@ pub fn build_message(spec: &MessageSpec<'_>) -> Result<Vec<u8>, SendError> {
         .text_body(body)
         .write_to_vec()
         .map_err(|e| SendError::io("building a test message", e))
+}
+
+/// `text` with every line ending in CRLF (a bare CR or LF would be rewritten on the wire anyway).
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.replace("\r\n", "\n").replace('\r', "\n").lines() {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
 }
 
 /// A plain ASCII body of exactly `size` bytes (CRLF line ends), first line naming the message.
@@ -141,6 +168,7 @@ mod tests {
             to: &to,
             body_size: size,
             date: Utc::now(),
+            text: None,
         })
         .unwrap();
         String::from_utf8(m).unwrap()
@@ -183,6 +211,40 @@ mod tests {
         assert!(!m.contains('\0'));
         // Every LF in the message belongs to a CRLF.
         assert_eq!(m.matches('\n').count(), m.matches("\r\n").count());
+    }
+
+    #[test]
+    fn words_for_a_person_replace_the_generated_subject_and_body() {
+        let text = MessageText {
+            subject: "Connector check from Acme\r\nBcc: victim@example.com".into(),
+            body: "Hello Zoë,\nthis is a test.\r\nBye\n".into(),
+        };
+        let to = vec!["customer@contoso.example".to_string()];
+        let m = build_message(&MessageSpec {
+            run_id: "MH-1",
+            seq: "connector-test/platform/starttls-opportunistic/0",
+            message_id: "MH-1.x@mta.example",
+            from: "sender@mta.example",
+            to: &to,
+            body_size: 512,
+            date: Utc::now(),
+            text: Some(&text),
+        })
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default().parse(&m).unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("Connector check from Acme  Bcc: victim@example.com")
+        );
+        assert!(parsed.header("Bcc").is_none());
+        assert_eq!(
+            parsed.body_text(0).as_deref(),
+            Some("Hello Zoë,\r\nthis is a test.\r\nBye\r\n")
+        );
+        // Observation still finds it by its run and sequence headers.
+        let raw = String::from_utf8(m).unwrap();
+        assert!(raw.contains("X-Harness-Run: MH-1\r\n"));
+        assert!(raw.contains("X-Harness-Seq: connector-test/platform/starttls-opportunistic/0\r\n"));
     }
 
     #[test]

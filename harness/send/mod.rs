@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 
 pub use burst::{run_burst, BurstSummary};
 pub use cli::{run_cli, SendArgs};
-pub use message::{build_message, sanitize_header_text, MessageSpec};
+pub use message::{build_message, sanitize_header_text, MessageSpec, MessageText};
 pub use progress::Progress;
 pub use schedule::{percentile, Schedule};
 pub use session::{send_one, OneShot};

@@ -751,8 +751,10 @@ pub struct OneShot {
     pub burst: String,
     /// Index within the probe series.
     pub index: u32,
-    /// Body size in bytes.
+    /// Body size in bytes (of the generated body; ignored when `text` is given).
     pub body_size: u64,
+    /// A subject and body for a person to read, instead of the generated ones.
+    pub text: Option<super::MessageText>,
 }
 
 impl OneShot {
@@ -782,7 +784,7 @@ pub async fn send_one(ctx: &SendContext, shot: &OneShot) -> AttemptRecord {
         scheduled: Instant::now(),
     };
     let mut log = AttemptLog::default();
-    let (mid, payload) = match prepare(ctx, &meta) {
+    let (mid, payload) = match prepare(ctx, &meta, shot.text.as_ref()) {
         Ok(x) => x,
         Err(e) => {
             log.fault(OutcomeClass::ProtocolError, e.to_string());
@@ -812,6 +814,7 @@ pub(crate) fn dest_for(ctx: &SendContext, mode: TlsMode) -> SocketAddrV4 {
 pub(crate) fn prepare(
     ctx: &SendContext,
     meta: &AttemptMeta,
+    text: Option<&super::MessageText>,
 ) -> Result<(String, Vec<u8>), super::SendError> {
     let mid = message_id(&ctx.run_id, &meta.seq, meta.attempt, &ctx.helo);
     let msg = build_message(&MessageSpec {
@@ -822,6 +825,7 @@ pub(crate) fn prepare(
         to: &meta.recipients,
         body_size: meta.body_size,
         date: chrono::Utc::now(),
+        text,
     })?;
     let mut wire = Vec::with_capacity(msg.len() + 64);
     dot_stuff_into(&msg, &mut wire);
@@ -837,7 +841,7 @@ pub(crate) async fn attempt_on(
     per_connection: u32,
     log: &mut AttemptLog,
 ) -> String {
-    let (mid, payload) = match prepare(ctx, meta) {
+    let (mid, payload) = match prepare(ctx, meta, None) {
         Ok(x) => x,
         Err(e) => {
             log.start();
