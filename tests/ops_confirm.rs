@@ -143,22 +143,31 @@ fn confirm_before_and_after_the_connector() {
     });
 }
 
+/// `mailharness confirm ARGS...`.
+fn confirm_cli<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .arg("confirm")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_cli_confirms_against_the_built_in_simulator() {
     let out_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
-        .args([
-            "confirm",
-            "--to",
-            "qa2@contoso.example",
-            "--from-ip",
-            "127.0.0.2",
-            "--json",
-            "--report-dir",
-        ])
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
+    let report_dir = out_dir.path().to_str().unwrap();
+    let ok = [
+        "--to",
+        "qa2@contoso.example",
+        "--from-ip",
+        "127.0.0.2",
+        "--json",
+    ];
+    let out = confirm_cli(ok.iter().copied().chain(["--report-dir", report_dir]));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -175,21 +184,15 @@ fn the_cli_confirms_against_the_built_in_simulator() {
     // Support's own words from the command line; a text file that cannot be used is named.
     let words = out_dir.path().join("words.txt");
     std::fs::write(&words, "Hello from Acme support.\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
-        .args([
-            "confirm",
-            "--to",
-            "qa2@contoso.example",
-            "--from-ip",
-            "127.0.0.2",
-            "--json",
-        ])
-        .args(["--subject", "Acme connector check", "--text-file"])
-        .arg(&words)
-        .arg("--report-dir")
-        .arg(out_dir.path())
-        .output()
-        .unwrap();
+    let words_arg = words.to_str().unwrap();
+    let out = confirm_cli(ok.iter().copied().chain([
+        "--subject",
+        "Acme connector check",
+        "--text-file",
+        words_arg,
+        "--report-dir",
+        report_dir,
+    ]));
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -197,31 +200,25 @@ fn the_cli_confirms_against_the_built_in_simulator() {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::write(&words, " \n").unwrap();
+    let missing = out_dir.path().join("missing.txt");
     for (file, says) in [
         (
-            words.clone(),
+            words_arg,
             "is empty; write the text the customer should read",
         ),
-        (out_dir.path().join("missing.txt"), "cannot read it"),
+        (missing.to_str().unwrap(), "cannot read it"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
-            .args(["confirm", "--to", "qa2@contoso.example", "--text-file"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = confirm_cli(["--to", "qa2@contoso.example", "--text-file", file]);
         assert_eq!(out.status.code(), Some(2));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains(&format!("--text-file {}: {says}", file.display())),
+            err.contains(&format!("--text-file {file}: {says}")),
             "{err}"
         );
     }
 
     // The guard rails hold: no test mail to a domain the target does not allow.
-    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
-        .args(["confirm", "--to", "someone@elsewhere.example"])
-        .output()
-        .unwrap();
+    let out = confirm_cli(["--to", "someone@elsewhere.example"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("allowed_domains"));
 }

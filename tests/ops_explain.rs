@@ -185,7 +185,7 @@ fn connector_prints_the_wizard_and_powershell_spelled_right() {
     let dir = tempfile::tempdir().unwrap();
     let t = target_file(
         &dir,
-        "primary = \"3.106.21.22\"\nsecondary = \"13.237.47.221\"",
+        "primary = \"203.0.113.22\"\nsecondary = \"198.51.100.221\"",
     );
     let out = bin()
         .args(["connector", "--target"])
@@ -198,10 +198,10 @@ fn connector_prints_the_wizard_and_powershell_spelled_right() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("New-InboundConnector -Name 'Trusted Mail Connector' -ConnectorType Partner -SenderDomains * -SenderIPAddresses 3.106.21.22,13.237.47.221 -RequireTls $true -Enabled $true"), "{text}");
-    assert!(text.contains("Set-InboundConnector -Identity 'Trusted Mail Connector' -SenderIPAddresses 3.106.21.22,13.237.47.221 -RequireTls $true"), "{text}");
+    assert!(text.contains("New-InboundConnector -Name 'Trusted Mail Connector' -ConnectorType Partner -SenderDomains * -SenderIPAddresses 203.0.113.22,198.51.100.221 -RequireTls $true -Enabled $true"), "{text}");
+    assert!(text.contains("Set-InboundConnector -Identity 'Trusted Mail Connector' -SenderIPAddresses 203.0.113.22,198.51.100.221 -RequireTls $true"), "{text}");
     assert!(text.contains("Partner organization") && text.contains("Mail flow > Connectors"));
-    assert!(text.contains("3.106.21.22 (primary)"), "{text}");
+    assert!(text.contains("203.0.113.22 (primary)"), "{text}");
 }
 
 #[test]
@@ -209,13 +209,13 @@ fn connector_diff_after_an_ip_change() {
     let dir = tempfile::tempdir().unwrap();
     let t = target_file(
         &dir,
-        "primary = \"3.106.21.22\"\nsecondary = \"13.237.47.221\"",
+        "primary = \"203.0.113.22\"\nsecondary = \"198.51.100.221\"",
     );
     let out = bin()
         .args([
             "connector",
             "--current",
-            "3.106.21.221,3.237.47.221,13.237.47.0/24",
+            "203.0.113.221,192.0.2.221,198.51.100.0/24",
             "--target",
         ])
         .arg(&t)
@@ -227,16 +227,16 @@ fn connector_diff_after_an_ip_change() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("add     3.106.21.22 (primary)"), "{text}");
-    assert!(text.contains("remove  3.106.21.221"), "{text}");
-    assert!(text.contains("remove  3.237.47.221"), "{text}");
+    assert!(text.contains("add     203.0.113.22 (primary)"), "{text}");
+    assert!(text.contains("remove  203.0.113.221"), "{text}");
+    assert!(text.contains("remove  192.0.2.221"), "{text}");
     assert!(
-        text.contains("keep    13.237.47.0/24 (secondary)"),
+        text.contains("keep    198.51.100.0/24 (secondary)"),
         "{text}"
     );
-    assert!(text.contains("Set-InboundConnector -Identity 'Trusted Mail Connector' -SenderIPAddresses 13.237.47.0/24,3.106.21.22 -RequireTls $true"), "{text}");
+    assert!(text.contains("Set-InboundConnector -Identity 'Trusted Mail Connector' -SenderIPAddresses 198.51.100.0/24,203.0.113.22 -RequireTls $true"), "{text}");
     assert!(
-        text.contains("@{Add=\"3.106.21.22\"; Remove=\"3.106.21.221\",\"3.237.47.221\"}"),
+        text.contains("@{Add=\"203.0.113.22\"; Remove=\"203.0.113.221\",\"192.0.2.221\"}"),
         "{text}"
     );
 
@@ -244,7 +244,7 @@ fn connector_diff_after_an_ip_change() {
         .args([
             "connector",
             "--current",
-            "13.237.47.221, 3.106.21.22",
+            "198.51.100.221, 203.0.113.22",
             "--target",
         ])
         .arg(&t)
@@ -256,12 +256,12 @@ fn connector_diff_after_an_ip_change() {
 #[test]
 fn connector_rules_are_checked_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let t = target_file(&dir, "primary = \"3.106.21.22\"");
+    let t = target_file(&dir, "primary = \"203.0.113.22\"");
     let out = bin()
         .args([
             "connector",
             "--current",
-            "2001:db8::1,10.0.0.0/8,3.106.21.2213",
+            "2001:db8::1,10.0.0.0/8,203.0.113.2213",
             "--certificate-name",
             "mail.platform.example",
             "--target",
@@ -276,7 +276,7 @@ fn connector_rules_are_checked_with_clear_errors() {
         "{err}"
     );
     assert!(err.contains("/24 to /32"), "{err}");
-    assert!(err.contains("invalid IP address `3.106.21.2213`"), "{err}");
+    assert!(err.contains("invalid IP address `203.0.113.2213`"), "{err}");
     assert!(
         err.contains("mixes IP and certificate restriction"),
         "{err}"

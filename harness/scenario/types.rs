@@ -369,7 +369,7 @@ mod tests {
         let c: ConnectorCidr = "192.0.2.0/24".parse().unwrap();
         assert!(c.contains("192.0.2.77".parse().unwrap()));
         assert!(!c.contains("192.0.3.1".parse().unwrap()));
-        let single: ConnectorCidr = "3.106.21.22".parse().unwrap();
+        let single: ConnectorCidr = "203.0.113.22".parse().unwrap();
         assert_eq!(single.prefix, 32);
         assert!("10.0.0.0/16"
             .parse::<ConnectorCidr>()
@@ -383,6 +383,6 @@ mod tests {
             .parse::<ConnectorCidr>()
             .unwrap_err()
             .contains("192.0.2.0/24"));
-        assert!("3.106.21.2213".parse::<ConnectorCidr>().is_err());
+        assert!("203.0.113.2213".parse::<ConnectorCidr>().is_err());
     }
 }

@@ -222,7 +222,7 @@ pub fn message(run: Option<&str>, seq: Option<&str>, mid: &str, junk: bool) -> S
     let mut m = format!(
         "Received: from mta1.platform.example (127.0.0.2) by mx.testbed.example (127.0.0.1)\r\n \
          with Microsoft SMTP Server (version=TLS1_2,\r\n cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) \
-         id 15.20.1.1\r\n via Frontend Transport; {date}\r\n\
+         id 15.20.7897.13\r\n via Frontend Transport; {date}\r\n\
          X-MS-Exchange-Organization-AuthAs: Anonymous\r\n\
          X-Forefront-Antispam-Report: CIP:127.0.0.2;CTRY:;LANG:en;SCL:{scl};SRV:;IPV:NLI;SFV:{sfv};H:mta1.platform.example;PTR:;CAT:{cat};SFS:;DIR:INB;\r\n\
          X-Microsoft-Antispam-Mailbox-Delivery: ucf:0;jmr:0;auth:0;dest:{dest};ENG:(1);\r\n\
