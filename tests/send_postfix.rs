@@ -148,9 +148,10 @@ async fn only_the_throttled_ip_gets_as761_and_every_attempt_has_one_record() {
     assert_eq!(summary.records, 12);
     assert_eq!(sa.count(OutcomeClass::Accepted), 6, "{sa:?}");
     assert_eq!(sb.count(OutcomeClass::Throttled), 6, "{sb:?}");
-    // Reuse: 6 messages at 3 per connection need 2 connections. A loaded machine may see a
-    // reused connection closed by the server and replaced, so count what each connection carried
-    // instead of the exact number of connections.
+    // Reuse: 6 messages at 3 per connection. The 2 workers take jobs from one queue, so which
+    // worker sends which message depends on who is free first: a 3+3 split needs 2 connections,
+    // a 4+2 split needs 3 (the 4th message of a worker opens its second connection). Count what
+    // each connection carried instead of the exact number of connections.
     assert!(sa.connections >= 2, "{sa:?}");
 
     let recs = read_records(out.path());
