@@ -80,14 +80,9 @@ impl TlsSetup {
                 "no trust anchors: give a CA file or allow the public roots".into(),
             ));
         }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .build()
+        let verifier = HarnessVerifier::new(roots, pinned, &provider, opts.verify)
             .map_err(|e| SendError::Config(format!("certificate verifier: {e}")))?;
-        let judge = Arc::new(Judge { webpki, pinned });
-        let verifier: Arc<dyn ServerCertVerifier> = Arc::new(HarnessVerifier {
-            judge: judge.clone(),
-            mode: opts.verify,
-        });
+        let judge = verifier.judge.clone();
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(rustls::DEFAULT_VERSIONS)
             .map_err(|e| SendError::Config(format!("TLS versions: {e}")))?
@@ -250,8 +245,8 @@ fn self_issued(ee: &CertificateDer<'_>) -> bool {
         .is_ok_and(|(_, c)| c.issuer().as_raw() == c.subject().as_raw())
 }
 
-/// Validity period and name check of a pinned certificate (shared with the IMAP client).
-pub(crate) fn pinned_verdict(
+/// Validity period and name check of a pinned certificate.
+fn pinned_verdict(
     ee: &CertificateDer<'_>,
     name: &ServerName<'_>,
     now: UnixTime,
@@ -307,13 +302,31 @@ fn dns_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The client's verifier. `verify` fails the handshake unless the judge says valid; `record`
-/// lets it proceed (the verdict is recorded afterwards). Both check handshake signatures, so the
-/// session is genuinely with the certificate's key.
+/// The client's verifier (SMTP here, IMAP and the token endpoint in `observe`). `verify` fails
+/// the handshake unless the judge says valid; `record` lets it proceed (the verdict is recorded
+/// afterwards). Both check handshake signatures, so the session is genuinely with the
+/// certificate's key.
 #[derive(Debug)]
-struct HarnessVerifier {
+pub(crate) struct HarnessVerifier {
     judge: Arc<Judge>,
     mode: TlsVerify,
+}
+
+impl HarnessVerifier {
+    /// A verifier over `roots` (WebPKI) that also trusts the `pinned` certificates byte for byte.
+    pub(crate) fn new(
+        roots: RootCertStore,
+        pinned: Vec<CertificateDer<'static>>,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+        mode: TlsVerify,
+    ) -> Result<Arc<Self>, rustls::server::VerifierBuilderError> {
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()?;
+        Ok(Arc::new(HarnessVerifier {
+            judge: Arc::new(Judge { webpki, pinned }),
+            mode,
+        }))
+    }
 }
 
 impl ServerCertVerifier for HarnessVerifier {
