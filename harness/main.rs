@@ -11,13 +11,13 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit code: could not run (infrastructure).
 const EXIT_INFRA: u8 = 3;
 
-/// End-to-end delivery tests for mail into Microsoft 365, with an embedded simulated tenant.
 /// The process allocator. glibc's malloc serialises the simulator's SMTP and delivery threads on
 /// arena locks (every accepted message is allocated on one and freed on the other); mimalloc's
 /// per-thread free lists do not (see benches/README.md, simulator acceptance throughput).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// End-to-end delivery tests for mail into Microsoft 365, with an embedded simulated tenant.
 #[derive(Parser)]
 #[command(name = "mailharness", version, about, propagate_version = true)]
 struct Cli {
@@ -666,7 +666,6 @@ fn confirm_text(
     subject: Option<String>,
     text_file: Option<&Path>,
 ) -> Result<Option<mailharness::send::MessageText>, ExitCode> {
-    use std::io::Read as _;
     if subject.is_none() && text_file.is_none() {
         return Ok(None);
     }
@@ -679,17 +678,7 @@ fn confirm_text(
         text.subject = s;
     }
     if let Some(p) = text_file {
-        let mut bytes = Vec::new();
-        let read = if p == Path::new("-") {
-            std::io::stdin().read_to_end(&mut bytes).map(|_| ())
-        } else {
-            std::fs::read(p).map(|b| bytes = b)
-        };
-        if let Err(e) = read {
-            eprintln!("error: --text-file {}: cannot read it: {e}", p.display());
-            return Err(ExitCode::from(EXIT_CONFIG));
-        }
-        let body = match String::from_utf8(bytes) {
+        let body = match String::from_utf8(read_input("--text-file", p)?) {
             Ok(b) => b,
             Err(e) => {
                 eprintln!(
@@ -712,28 +701,39 @@ fn confirm_text(
     Ok(Some(text))
 }
 
+/// Reads the file at `path`, or stdin for `-`; a failure is reported naming `flag`, exit 2.
+fn read_input(flag: &str, path: &Path) -> Result<Vec<u8>, ExitCode> {
+    use std::io::Read as _;
+    let read = if path == Path::new("-") {
+        let mut b = Vec::new();
+        std::io::stdin().read_to_end(&mut b).map(|_| b)
+    } else {
+        std::fs::read(path)
+    };
+    read.map_err(|e| {
+        if path == Path::new("-") {
+            eprintln!("error: cannot read stdin: {e}");
+        } else {
+            eprintln!("error: {flag} {}: cannot read it: {e}", path.display());
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
 /// `mailharness explain`: a reply argument, a file, or stdin.
 fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
-    use std::io::Read as _;
     let (input, name): (Vec<u8>, String) = if !reply.is_empty() {
         (reply.join(" ").into_bytes(), "the argument".into())
     } else {
-        match file {
-            Some(p) if p != Path::new("-") => match std::fs::read(p) {
-                Ok(b) => (b, p.display().to_string()),
-                Err(e) => {
-                    eprintln!("error: --file {}: cannot read it: {e}", p.display());
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            },
-            _ => {
-                let mut b = Vec::new();
-                if let Err(e) = std::io::stdin().read_to_end(&mut b) {
-                    eprintln!("error: cannot read stdin: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-                (b, "stdin".into())
-            }
+        let path = file.unwrap_or(Path::new("-"));
+        let name = if path == Path::new("-") {
+            "stdin".to_string()
+        } else {
+            path.display().to_string()
+        };
+        match read_input("--file", path) {
+            Ok(b) => (b, name),
+            Err(code) => return code,
         }
     };
     match mailharness::reply::explain_input(&input, &name) {
