@@ -453,13 +453,16 @@ impl JunkRules {
         }
     }
 
+    /// The no-SPF list's entry for the envelope sender's domain, when junk rules are on.
+    fn no_spf_entry(&self, sender_domain: &str) -> Option<&String> {
+        self.no_spf_sender_domains
+            .iter()
+            .find(|d| self.enabled && d.eq_ignore_ascii_case(sender_domain))
+    }
+
     /// Whether the envelope sender's domain is on the no-SPF list (and junk rules are on).
     pub fn spf_none(&self, sender_domain: &str) -> bool {
-        self.enabled
-            && self
-                .no_spf_sender_domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(sender_domain))
+        self.no_spf_entry(sender_domain).is_some()
     }
 
     /// Which junk rule fired, if any.
@@ -467,11 +470,7 @@ impl JunkRules {
         if !self.enabled {
             return None;
         }
-        if let Some(d) = self
-            .no_spf_sender_domains
-            .iter()
-            .find(|d| d.eq_ignore_ascii_case(sender_domain))
-        {
+        if let Some(d) = self.no_spf_entry(sender_domain) {
             return Some(format!("sender domain {d} has no SPF"));
         }
         if let (Some(subject), false) = (&parsed.subject, self.subject_markers.is_empty()) {
