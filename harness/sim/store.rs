@@ -10,7 +10,7 @@
 //! ```
 //! Each message is written as an unnamed `O_TMPFILE` in `tmp/` and linked into `new/` complete
 //! (where the file system or privileges do not allow that: written to `tmp/` and renamed), named
-//! `<secs>.M<usecs>P<pid>Q<n>.mailharness,S=<size>,W=<size>` (Dovecot reads `S=`/`W=` as sizes;
+//! `<secs>.M<usecs, 6 digits>P<pid>Q<n>.mailharness,S=<size>,W=<size>` (Dovecot reads `S=`/`W=` as sizes;
 //! files keep the CRLF line ends received over SMTP, so both sizes are equal).
 
 use std::collections::HashMap;
@@ -197,8 +197,9 @@ impl MaildirStore {
         }];
         let size = content.len();
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        // Microseconds zero-padded: readers (our IMAP server) order one second's files by name.
         let name = format!(
-            "{}.M{}P{}Q{}.mailharness,S={size},W={size}",
+            "{}.M{:06}P{}Q{}.mailharness,S={size},W={size}",
             now.timestamp(),
             now.timestamp_subsec_micros(),
             self.pid,
@@ -639,6 +640,31 @@ mod tests {
             // A mode can only fall back (for example without CAP_DAC_READ_SEARCH), never fail.
             assert!(s.link.load(Ordering::Relaxed) >= mode);
         }
+    }
+
+    #[test]
+    fn names_sort_in_delivery_order_within_a_second() {
+        use chrono::TimeZone;
+        let dir = tempfile::tempdir().unwrap();
+        let s = MaildirStore::create(dir.path(), &["qa1@contoso.example".into()], false).unwrap();
+        let second = Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap();
+        let names: Vec<String> = [95_000, 145_000]
+            .into_iter()
+            .map(|us| {
+                let at = second + chrono::Duration::microseconds(us);
+                let p = s
+                    .deliver(
+                        "qa1@contoso.example",
+                        Folder::Inbox,
+                        b"a: b\r\n\r\nx\r\n",
+                        at,
+                    )
+                    .unwrap();
+                p.file_name().unwrap().to_string_lossy().into_owned()
+            })
+            .collect();
+        assert!(names[0] < names[1], "{names:?}");
+        assert!(names[0].contains(".M095000P"), "{names:?}");
     }
 
     #[test]
