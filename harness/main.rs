@@ -292,14 +292,12 @@ fn observe(
     };
     match rt.block_on(reobserve_run(&imap, run_dir, &opts)) {
         Ok(summary) => {
-            if let Err(code) = emit(json, &summary, || summary.render_text()) {
-                return code;
-            }
-            if summary.all_found() {
+            let code = if summary.all_found() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
-            }
+            };
+            emit(json, &summary, || summary.render_text(), code)
         }
         Err(e) => {
             eprintln!("error: {e}");
@@ -487,12 +485,7 @@ fn plan(scenario_path: &Path, target_path: Option<&Path>, json: bool) -> ExitCod
     };
     let result = loaded.and_then(|(s, t)| scenario::build_plan(&s, &t));
     match result {
-        Ok(plan) => {
-            if let Err(code) = emit(json, &plan, || plan.render_text()) {
-                return code;
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(plan) => emit(json, &plan, || plan.render_text(), ExitCode::SUCCESS),
         Err(d) => {
             eprintln!("{d}");
             ExitCode::from(EXIT_CONFIG)
@@ -519,18 +512,22 @@ fn load_target(path: Option<&Path>) -> Result<scenario::LoadedTarget, ExitCode> 
     })
 }
 
-/// Prints a command's result: as JSON with `--json`, otherwise as the text for people.
+/// Prints a command's result (JSON with `--json`, otherwise the text for people) and returns `code`,
+/// or exit 3 if the JSON cannot be encoded.
 fn emit<T: serde::Serialize>(
     json: bool,
     v: &T,
     text: impl FnOnce() -> String,
-) -> Result<(), ExitCode> {
+    code: ExitCode,
+) -> ExitCode {
     if json {
-        print_json(v)
+        if let Err(failed) = print_json(v) {
+            return failed;
+        }
     } else {
         print!("{}", text());
-        Ok(())
     }
+    code
 }
 
 /// Prints a value as pretty JSON on stdout (exit 3 if it cannot be encoded).
@@ -556,6 +553,14 @@ fn ops_fail(e: mailharness::ops::OpsError) -> ExitCode {
     })
 }
 
+/// The target and `--dns` server that `verify` and `confirm` share.
+fn ops_inputs(
+    target: Option<&Path>,
+    dns: Option<&str>,
+) -> Result<(scenario::LoadedTarget, Option<std::net::SocketAddr>), ExitCode> {
+    Ok((load_target(target)?, ops_dns(dns)?))
+}
+
 /// Parses `--dns`.
 fn ops_dns(dns: Option<&str>) -> Result<Option<std::net::SocketAddr>, ExitCode> {
     dns.map(mailharness::dns::parse_nameserver)
@@ -575,13 +580,9 @@ fn ops_verify(
     no_observe: bool,
 ) -> ExitCode {
     use mailharness::ops::{verify, VerifyOptions};
-    let tgt = match load_target(target) {
-        Ok(t) => t,
+    let (tgt, dns) = match ops_inputs(target, dns) {
+        Ok(v) => v,
         Err(code) => return code,
-    };
-    let dns = match ops_dns(dns) {
-        Ok(d) => d,
-        Err(c) => return c,
     };
     let previous = match previous
         .map(mailharness::ops::verify::read_previous)
@@ -601,10 +602,8 @@ fn ops_verify(
     };
     match rt.block_on(verify(&tgt, &opts)) {
         Ok(report) => {
-            if let Err(code) = emit(json, &report, || report.render_text()) {
-                return code;
-            }
-            ExitCode::from(if report.passed { EXIT_PASS } else { EXIT_FAIL })
+            let code = ExitCode::from(if report.passed { EXIT_PASS } else { EXIT_FAIL });
+            emit(json, &report, || report.render_text(), code)
         }
         Err(e) => ops_fail(e),
     }
@@ -621,13 +620,9 @@ fn ops_confirm(
     text: Option<mailharness::send::MessageText>,
 ) -> ExitCode {
     use mailharness::ops::{confirm, ConfirmOptions};
-    let tgt = match load_target(target) {
-        Ok(t) => t,
+    let (tgt, dns) = match ops_inputs(target, dns) {
+        Ok(v) => v,
         Err(code) => return code,
-    };
-    let dns = match ops_dns(dns) {
-        Ok(d) => d,
-        Err(c) => return c,
     };
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -737,12 +732,7 @@ fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
         }
     };
     match mailharness::reply::explain_input(&input, &name) {
-        Ok(r) => {
-            if let Err(code) = emit(json, &r, || r.render_text()) {
-                return code;
-            }
-            ExitCode::SUCCESS
-        }
+        Ok(r) => emit(json, &r, || r.render_text(), ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_CONFIG)

@@ -1,19 +1,11 @@
 //! `mailharness run` on the embedded simulator: the shipped suites pass by design, a re-render
 //! reproduces `summary.json` byte for byte, and a connector that never takes effect fails (exit 1).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cli_support;
 
-fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
-        .args(args)
-        .output()
-        .expect("mailharness runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
+use std::path::{Path, PathBuf};
+
+use cli_support::run;
 
 fn run_dirs(reports: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(reports)

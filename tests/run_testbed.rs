@@ -3,8 +3,12 @@
 //! table) runs, and Dovecot serves the mailboxes for observation. The verdict has the same
 //! structure as on the simulator; the numbers are Postfix's.
 
+mod cli_support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use cli_support::run;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -77,17 +81,6 @@ command = ["tests/testbed.sh", "throttle"]
     let p = dir.join("testbed-target.toml");
     std::fs::write(&p, text).unwrap();
     p
-}
-
-fn run(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mailharness"))
-        .args(args)
-        .output()
-        .expect("mailharness runs");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn only_run_dir(reports: &Path) -> PathBuf {

@@ -320,7 +320,6 @@ async fn retries_are_their_own_records_linked_to_the_first() {
         }
     });
     let out = tempfile::tempdir().unwrap();
-    let sink = AttemptSink::open(out.path()).unwrap();
     let b = with_retry(
         burst(
             "r",
@@ -336,19 +335,8 @@ async fn retries_are_their_own_records_linked_to_the_first() {
         3,
         50,
     );
-    let s = run_burst(
-        &ctx(dest),
-        &b,
-        "r",
-        &sink,
-        &CancelToken::new(),
-        &Progress::hidden(),
-    )
-    .await
-    .unwrap();
-    sink.close().await.unwrap();
+    let (s, recs) = run_alone(&ctx(dest), &b, "r", out.path()).await;
     assert_eq!(s.retries, 6, "{s:?}");
-    let recs = read_records(out.path());
     assert_eq!(recs.len(), 9);
     for r in &recs {
         assert_eq!(r.outcome, OutcomeClass::Throttled);

@@ -212,7 +212,6 @@ async fn starttls_records_version_cipher_and_certificate() {
     let bed = bed();
     let run = run_id("starttls");
     let out = tempfile::tempdir().unwrap();
-    let sink = AttemptSink::open(out.path()).unwrap();
     let c = ctx(&bed, &run, TlsVerify::Verify, Some(&bed.tls_name), true);
     let b = burst(
         "tls",
@@ -225,19 +224,8 @@ async fn starttls_records_version_cipher_and_certificate() {
         2,
         &["qa1@testbed.example"],
     );
-    let s = run_burst(
-        &c,
-        &b,
-        "tls",
-        &sink,
-        &CancelToken::new(),
-        &Progress::hidden(),
-    )
-    .await
-    .unwrap();
-    sink.close().await.unwrap();
+    let (s, recs) = run_alone(&c, &b, "tls", out.path()).await;
     assert_eq!(s.count(OutcomeClass::Accepted), 4, "{s:?}");
-    let recs = read_records(out.path());
     assert_one_record_each(&recs, &b.id, 4);
     for r in &recs {
         let tls = r.tls.as_ref().expect("TLS info");

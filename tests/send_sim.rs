@@ -202,7 +202,6 @@ async fn implicit_tls_reaches_the_smtps_listener() {
     .unwrap();
     ctx.implicit_tls_port = smtps.port();
     let out = tempfile::tempdir().unwrap();
-    let sink = AttemptSink::open(out.path()).unwrap();
     let b = burst(
         "p",
         "primary",
@@ -214,19 +213,8 @@ async fn implicit_tls_reaches_the_smtps_listener() {
         3,
         &["qa1@contoso.example"],
     );
-    let s = run_burst(
-        &ctx,
-        &b,
-        "p",
-        &sink,
-        &CancelToken::new(),
-        &Progress::hidden(),
-    )
-    .await
-    .unwrap();
-    sink.close().await.unwrap();
+    let (s, recs) = run_alone(&ctx, &b, "p", out.path()).await;
     assert_eq!(s.count(OutcomeClass::Accepted), 3, "{s:?}");
-    let recs = read_records(out.path());
     for r in &recs {
         assert_eq!(
             &stages(r)[..3],

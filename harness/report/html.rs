@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{ms, next_steps, pct, xml_escape as esc};
+use super::{ms, next_steps, onset_text, other_outcomes, pct, xml_escape as esc};
 use crate::analysis::Summary;
 
 /// Chart colours per outcome class (colour-blind-friendly palette).
@@ -116,12 +116,8 @@ pub fn render_html(s: &Summary) -> String {
     let _ = writeln!(o, "<h2 id=\"matrix\">Matrix</h2>");
     let _ = writeln!(o, "<div class=\"wrap\"><table id=\"matrix-table\"><thead><tr><th>phase</th><th>sender</th><th>ip</th><th>tls</th><th>sent</th><th>accepted</th><th>throttled</th><th>tls-required</th><th>rejected</th><th>other</th><th>delivered</th><th>inbox</th><th>junk</th><th>missing</th><th>p50</th><th>p95</th><th>TLS</th><th>throttle onset</th></tr></thead><tbody>");
     for c in &s.cells {
-        let other = c.deferred + c.rate_limited + c.failed + c.interrupted;
-        let onset = c
-            .throttle_onset
-            .as_ref()
-            .map(|x| format!("#{} at {:.1}s", x.index, x.after_s))
-            .unwrap_or_else(|| "–".into());
+        let other = other_outcomes(c);
+        let onset = onset_text(c);
         let obs = |n: u64| {
             if c.observed {
                 n.to_string()

@@ -6,7 +6,7 @@ mod html;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::analysis::{files, Summary};
+use crate::analysis::{files, CellStats, Summary};
 
 pub use html::render_html;
 
@@ -39,6 +39,19 @@ fn pct(n: u64, d: u64) -> String {
     } else {
         format!("{:.0}%", 100.0 * n as f64 / d as f64)
     }
+}
+
+/// The matrix's "other" column: outcomes that are neither accepted, throttled, TLS-required nor rejected.
+fn other_outcomes(c: &CellStats) -> u64 {
+    c.deferred + c.rate_limited + c.failed + c.interrupted
+}
+
+/// Where throttling began in a cell, for the matrix; a dash when it never did.
+fn onset_text(c: &CellStats) -> String {
+    c.throttle_onset
+        .as_ref()
+        .map(|x| format!("#{} at {:.1}s", x.index, x.after_s))
+        .unwrap_or_else(|| "–".into())
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -168,12 +181,8 @@ pub fn render_markdown(s: &Summary) -> String {
         "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
     );
     for c in &s.cells {
-        let other = c.deferred + c.rate_limited + c.failed + c.interrupted;
-        let onset = c
-            .throttle_onset
-            .as_ref()
-            .map(|x| format!("#{} at {:.1}s", x.index, x.after_s))
-            .unwrap_or_else(|| "–".into());
+        let other = other_outcomes(c);
+        let onset = onset_text(c);
         let (del, inbox, junk, missing) = if c.observed {
             (
                 c.delivered.to_string(),

@@ -216,36 +216,13 @@ impl Session {
             }
         };
         push(ctx, log, Stage::Connect, None, None, t0);
-        let conn;
-        if mode == TlsMode::Implicit {
-            let t = Instant::now();
-            match tokio::time::timeout(ctx.command_timeout, ctx.tls.handshake(tcp)).await {
-                Ok(Ok(s)) => {
-                    log.tls = Some(ctx.tls.info(&s));
-                    conn = Conn::new(Stream::Tls(Box::new(s)));
-                    push(ctx, log, Stage::TlsHandshake, None, None, t);
-                }
-                Ok(Err(e)) => {
-                    push(ctx, log, Stage::TlsHandshake, None, None, t);
-                    let (text, _) = super::tls::handshake_error_text(&e);
-                    log.fault(OutcomeClass::TlsFailure, text);
-                    return None;
-                }
-                Err(_) => {
-                    push(ctx, log, Stage::TlsHandshake, None, None, t);
-                    log.fault(
-                        OutcomeClass::Timeout,
-                        format!(
-                            "TLS handshake did not finish within {}",
-                            humantime::format_duration(ctx.command_timeout)
-                        ),
-                    );
-                    return None;
-                }
-            }
+        let conn = if mode == TlsMode::Implicit {
+            let (stream, info) = tls_handshake(ctx, log, tcp).await?;
+            log.tls = Some(info);
+            Conn::new(stream)
         } else {
-            conn = Conn::new(Stream::Plain(tcp));
-        }
+            Conn::new(Stream::Plain(tcp))
+        };
         let mut s = Session {
             conn,
             setup: Vec::new(),
@@ -329,40 +306,17 @@ impl Session {
             ..
         } = self;
         let tcp = conn.into_plain()?;
-        let t = Instant::now();
-        match tokio::time::timeout(ctx.command_timeout, ctx.tls.handshake(tcp)).await {
-            Ok(Ok(s)) => {
-                let info = ctx.tls.info(&s);
-                log.tls = Some(info.clone());
-                push(ctx, log, Stage::TlsHandshake, None, None, t);
-                Some(Session {
-                    conn: Conn::new(Stream::Tls(Box::new(s))),
-                    setup,
-                    tls: Some(info),
-                    pipelining: false,
-                    id,
-                    sent,
-                    last_used: Instant::now(),
-                })
-            }
-            Ok(Err(e)) => {
-                push(ctx, log, Stage::TlsHandshake, None, None, t);
-                let (text, _) = super::tls::handshake_error_text(&e);
-                log.fault(OutcomeClass::TlsFailure, text);
-                None
-            }
-            Err(_) => {
-                push(ctx, log, Stage::TlsHandshake, None, None, t);
-                log.fault(
-                    OutcomeClass::Timeout,
-                    format!(
-                        "TLS handshake did not finish within {}",
-                        humantime::format_duration(ctx.command_timeout)
-                    ),
-                );
-                None
-            }
-        }
+        let (stream, info) = tls_handshake(ctx, log, tcp).await?;
+        log.tls = Some(info.clone());
+        Some(Session {
+            conn: Conn::new(stream),
+            setup,
+            tls: Some(info),
+            pipelining: false,
+            id,
+            sent,
+            last_used: Instant::now(),
+        })
     }
 
     /// Writes `cmd` and reads its reply; `None` when the connection failed (log says why).
@@ -665,6 +619,39 @@ async fn connect(
             "connecting {source_ip} → {dest}: no answer within {}",
             humantime::format_duration(ctx.connect_timeout)
         )),
+    }
+}
+
+/// Runs the TLS handshake within the command timeout and records its stage. A failure becomes the
+/// attempt's fault and ends the attempt.
+async fn tls_handshake(
+    ctx: &SendContext,
+    log: &mut AttemptLog,
+    tcp: tokio::net::TcpStream,
+) -> Option<(Stream, crate::record::TlsInfo)> {
+    let t = Instant::now();
+    let result = tokio::time::timeout(ctx.command_timeout, ctx.tls.handshake(tcp)).await;
+    push(ctx, log, Stage::TlsHandshake, None, None, t);
+    match result {
+        Ok(Ok(s)) => {
+            let info = ctx.tls.info(&s);
+            Some((Stream::Tls(Box::new(s)), info))
+        }
+        Ok(Err(e)) => {
+            let (text, _) = super::tls::handshake_error_text(&e);
+            log.fault(OutcomeClass::TlsFailure, text);
+            None
+        }
+        Err(_) => {
+            log.fault(
+                OutcomeClass::Timeout,
+                format!(
+                    "TLS handshake did not finish within {}",
+                    humantime::format_duration(ctx.command_timeout)
+                ),
+            );
+            None
+        }
     }
 }
 

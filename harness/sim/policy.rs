@@ -571,6 +571,16 @@ impl Policy {
             .0
     }
 
+    /// Makes `spec` the entry's pending state, due after its activation delay.
+    fn schedule(&self, entry: &mut Entry, spec: ConnectorSpec, now: Instant) -> ConnectorView {
+        let at = now + self.delay_for(&spec);
+        entry.pending = Some(Pending {
+            spec: Some(spec),
+            at,
+        });
+        self.view(entry)
+    }
+
     /// Creates a connector; it takes effect after its activation delay.
     pub fn create_connector(
         &self,
@@ -588,16 +598,11 @@ impl Policy {
                 return Err(ConnectorError::Conflict(spec.name));
             }
         }
-        let at = now + self.delay_for(&spec);
-        let entry = map.entry(key.clone()).or_insert(Entry {
+        let entry = map.entry(key).or_insert(Entry {
             active: None,
             pending: None,
         });
-        entry.pending = Some(Pending {
-            spec: Some(spec),
-            at,
-        });
-        Ok(self.view(entry))
+        Ok(self.schedule(entry, spec, now))
     }
 
     /// Changes a connector (`Set-InboundConnector`); it takes effect after the activation delay.
@@ -633,12 +638,7 @@ impl Policy {
         let spec = patch.apply(&base);
         spec.validate()
             .map_err(|(field, message)| ConnectorError::Invalid { field, message })?;
-        let at = now + self.delay_for(&spec);
-        entry.pending = Some(Pending {
-            spec: Some(spec),
-            at,
-        });
-        Ok(self.view(entry))
+        Ok(self.schedule(entry, spec, now))
     }
 
     /// Deletes a connector; the deletion takes effect after the activation delay.

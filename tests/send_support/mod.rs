@@ -9,6 +9,7 @@ use mailharness::record::{AttemptRecord, OutcomeClass, Stage};
 use mailharness::scenario::model::RetryPolicy;
 use mailharness::scenario::plan::PlannedBurst;
 use mailharness::scenario::types::TlsMode;
+use mailharness::send::{run_burst, AttemptSink, BurstSummary, CancelToken, Progress, SendContext};
 
 /// The first platform IP (never throttled by the test bed).
 pub const IP_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -115,4 +116,26 @@ pub fn count(records: &[AttemptRecord], o: OutcomeClass) -> usize {
 /// `127.0.0.1:port` as the engine wants it.
 pub fn local(port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)
+}
+
+/// Runs one burst alone, with a fresh attempt sink in `dir`, and returns its summary and records.
+pub async fn run_alone(
+    ctx: &SendContext,
+    b: &PlannedBurst,
+    phase: &str,
+    dir: &Path,
+) -> (BurstSummary, Vec<AttemptRecord>) {
+    let sink = AttemptSink::open(dir).unwrap();
+    let s = run_burst(
+        ctx,
+        b,
+        phase,
+        &sink,
+        &CancelToken::new(),
+        &Progress::hidden(),
+    )
+    .await
+    .unwrap();
+    sink.close().await.unwrap();
+    (s, read_records(dir))
 }
