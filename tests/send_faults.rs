@@ -30,6 +30,8 @@ enum Fault {
     DropInData,
     /// Well-behaved, but each final reply takes this long.
     Slow(Duration),
+    /// Well-behaved until QUIT, which it never answers.
+    StallOnQuit,
 }
 
 async fn fault_server(fault: Fault) -> SocketAddrV4 {
@@ -98,6 +100,9 @@ async fn session(s: TcpStream, fault: Fault) {
             }
             b"250 2.0.0 Ok: queued as FAULT1\r\n"
         } else if cmd == "QUIT" {
+            if let Fault::StallOnQuit = fault {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
             let _ = w.write_all(b"221 2.0.0 bye\r\n").await;
             return;
         } else {
@@ -279,6 +284,51 @@ async fn cancel_with_enough_grace_lets_in_flight_attempts_finish() {
         .iter()
         .filter(|r| r.outcome == OutcomeClass::Interrupted)
         .all(|r| r.transcript.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_quit_keeps_the_accepted_outcome() {
+    // One message per connection, so each attempt ends with a QUIT the server never answers. The
+    // cancel and the end of the grace period both fall inside that QUIT.
+    let dest = fault_server(Fault::StallOnQuit).await;
+    let mut c = ctx(dest);
+    c.command_timeout = Duration::from_secs(5);
+    let out = tempfile::tempdir().unwrap();
+    let sink = AttemptSink::open(out.path()).unwrap();
+    let b = burst(
+        "q",
+        "primary",
+        IP_A,
+        TlsMode::None,
+        2,
+        0.0,
+        2,
+        1,
+        &["qa1@example.net"],
+    );
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c2.cancel();
+    });
+    let s = tokio::time::timeout(
+        Duration::from_secs(10),
+        run_burst(&c, &b, "q", &sink, &cancel, &Progress::hidden()),
+    )
+    .await
+    .expect("the hard stop ends the stalled QUITs")
+    .unwrap();
+    sink.close().await.unwrap();
+    let recs = read_records(out.path());
+    assert_one_record_each(&recs, &b.id, 2);
+    for r in &recs {
+        assert_eq!(r.outcome, OutcomeClass::Accepted, "{r:?}");
+        assert_eq!(r.queue_id.as_deref(), Some("FAULT1"), "{r:?}");
+        assert!(r.error.is_none(), "{r:?}");
+        assert_eq!(stages(r).last(), Some(&Stage::EndOfData), "{r:?}");
+    }
+    assert_eq!(s.count(OutcomeClass::Accepted), 2, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

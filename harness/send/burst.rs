@@ -469,8 +469,12 @@ async fn worker(
             None => {
                 // Cut short: the connection is mid-command, so it cannot be reused.
                 slot = None;
-                log.outcome = Some(OutcomeClass::Interrupted);
-                log.error = Some("run interrupted while this attempt was in flight".into());
+                // Stopped during QUIT, the message's fate is already known (an accepted message
+                // must stay accepted, or observation would call its copy an anomaly).
+                if log.outcome.is_none() {
+                    log.outcome = Some(OutcomeClass::Interrupted);
+                    log.error = Some("run interrupted while this attempt was in flight".into());
+                }
                 if log.started.is_none() {
                     log.started = Some(Instant::now());
                 }

@@ -573,7 +573,9 @@ impl Session {
             Some(l) => l,
             None => &mut scratch,
         };
-        let keep = (log.outcome, log.error.take());
+        // Cloned, not taken: if a hard stop drops this future mid-QUIT, the log must still hold
+        // the message's own outcome and error.
+        let keep = (log.outcome, log.error.clone());
         let quick = SendContext {
             command_timeout: ctx.command_timeout.min(QUIT_TIMEOUT),
             ..ctx.clone()
