@@ -60,10 +60,10 @@ enum Command {
         /// The run directory, e.g. reports/<run-id>.
         run_dir: PathBuf,
     },
-    /// Run the simulated Microsoft 365 tenant standalone (loopback SMTP, SMTPS, admin API) until Ctrl-C.
+    /// Run the simulated Microsoft 365 tenant standalone (loopback SMTP, SMTPS, admin API) until Ctrl-C, SIGTERM or SIGHUP.
     Sim(mailharness::sim::SimArgs),
     /// Send one scripted burst (source IP, TLS mode, pace, connection reuse) and record every reply.
-    /// Writes OUT/attempts.jsonl and prints a summary. Exit 0: sent; 2: configuration; 3: infrastructure.
+    /// Writes OUT/attempts.jsonl and prints a summary. Exit 0: sent; 2: configuration; 3: infrastructure, or stopped by Ctrl-C/SIGTERM.
     Send(Box<mailharness::send::SendArgs>),
     /// Re-observe a finished run over IMAP (for late mail); rewrites <run-dir>/observations.jsonl.
     /// Exit 0: all accepted messages found; 1: some missing; 2: configuration; 3: infrastructure.
@@ -317,6 +317,8 @@ fn send(args: mailharness::send::SendArgs) -> ExitCode {
         Err(code) => return code,
     };
     match rt.block_on(mailharness::send::run_cli(args)) {
+        // As for `run`: an interrupted burst did not do what was asked.
+        Ok((summary, _)) if summary.interrupted => ExitCode::from(EXIT_INFRA),
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -329,7 +331,7 @@ fn send(args: mailharness::send::SendArgs) -> ExitCode {
     }
 }
 
-/// `mailharness sim`: runs the embedded tenant until Ctrl-C or SIGTERM.
+/// `mailharness sim`: runs the embedded tenant until asked to stop.
 fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -383,12 +385,11 @@ fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: b
         let cancel = mailharness::send::CancelToken::new();
         let c = cancel.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
-                    "interrupted: finishing in-flight messages, recording the rest as interrupted"
-                );
-                c.cancel();
-            }
+            mailharness::signal::stop_requested().await;
+            eprintln!(
+                "interrupted: finishing in-flight messages, recording the rest as interrupted"
+            );
+            c.cancel();
         });
         let mut worst = EXIT_PASS;
         for s in &loaded {

@@ -274,6 +274,14 @@ pub struct AttemptRecord {
     pub error: Option<String>,
 }
 
+impl AttemptRecord {
+    /// Whether the run stopped before this attempt exchanged anything with the server: a planned
+    /// message that was never tried, not a measurement.
+    pub fn never_sent(&self) -> bool {
+        self.outcome == OutcomeClass::Interrupted && self.transcript.is_empty()
+    }
+}
+
 /// Where an observed message was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

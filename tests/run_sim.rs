@@ -144,3 +144,114 @@ fn bad_input_exits_2_before_anything_is_sent() {
     assert!(out.contains("08-unknown-sender-role.toml:7:12"), "{out}");
     assert!(run_dirs(reports.path()).is_empty(), "nothing ran");
 }
+
+/// SIGTERM (what `timeout`, CI runners and systemd send) stops a run as Ctrl-C does: exit 3, the
+/// reports are written, and every planned message has exactly one first-attempt record.
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_a_run_with_one_record_per_planned_message() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    let scenario = "scenarios/connector-before-after.toml";
+    let (code, plan) = run(&["plan", "--json", scenario]);
+    assert_eq!(code, Some(0), "{plan}");
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    let mut planned = BTreeMap::new();
+    for phase in plan["phases"].as_array().unwrap() {
+        for b in phase["bursts"].as_array().unwrap() {
+            planned.insert(
+                b["id"].as_str().unwrap().to_string(),
+                b["count"].as_u64().unwrap(),
+            );
+        }
+    }
+
+    let reports = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .args(["run", scenario, "--no-progress", "--reports"])
+        .arg(reports.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Stop it once sending has begun.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = run_dirs(reports.path()).first().is_some_and(|d| {
+            std::fs::metadata(d.join("attempts.jsonl")).is_ok_and(|m| m.len() > 0)
+        });
+        if started || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never started sending");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the run did not stop within 90 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(3), "an interrupted run exits 3");
+
+    let dir = &run_dirs(reports.path())[0];
+    let s = summary(dir);
+    assert_eq!(s["interrupted"], true);
+    // The simulator's trace is copied after it has flushed, so it agrees with the records.
+    assert_eq!(s["trace_check"]["agreed"], true, "{}", s["trace_check"]);
+    for f in ["report.md", "report.html", "junit.xml"] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let text = std::fs::read_to_string(dir.join("attempts.jsonl")).unwrap();
+    let mut seen: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).expect("every line is a record");
+        assert!(
+            ids.insert(r["attempt_id"].as_str().unwrap().to_string()),
+            "{line}"
+        );
+        let burst = r["burst"].as_str().unwrap();
+        if r["attempt"] == 1 && planned.contains_key(burst) {
+            let new = seen
+                .entry(burst.to_string())
+                .or_default()
+                .insert(r["index"].as_u64().unwrap());
+            assert!(new, "two first attempts for one message: {line}");
+        }
+    }
+    for (burst, count) in &planned {
+        let got = seen.get(burst).map_or(0, |s| s.len() as u64);
+        assert_eq!(got, *count, "burst {burst}: records for {got} of {count}");
+    }
+    // Messages never sent are counted apart, and no expectation passes on a cell that sent none.
+    let cells = s["cells"].as_array().unwrap();
+    let accounted: u64 = cells
+        .iter()
+        .map(|c| c["sent"].as_u64().unwrap() + c["unsent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(accounted, planned.values().sum::<u64>());
+    for e in s["expectations"].as_array().unwrap() {
+        let cell = cells
+            .iter()
+            .find(|c| {
+                c["phase"] == e["phase"] && c["sender"] == e["sender"] && c["tls"] == e["tls"]
+            })
+            .unwrap();
+        if cell["sent"] == 0 {
+            assert_eq!(e["passed"], false, "{e}");
+        }
+    }
+}

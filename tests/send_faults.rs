@@ -332,6 +332,40 @@ async fn a_stop_during_quit_keeps_the_accepted_outcome() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_send_stops_on_cancel_after_the_grace_period() {
+    // A change step's probes go through send_one_until: a stalled server must not hold a stopped
+    // run for the whole command timeout.
+    let dest = fault_server(Fault::Stall).await;
+    let mut c = ctx(dest);
+    c.command_timeout = Duration::from_secs(30);
+    let shot = mailharness::send::OneShot {
+        source_ip: IP_A,
+        sender: "primary".into(),
+        tls_mode: TlsMode::None,
+        recipients: vec!["qa1@example.net".into()],
+        phase: "after~probe".into(),
+        burst: "after~probe".into(),
+        index: 0,
+        body_size: 512,
+        text: None,
+    };
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c2.cancel();
+    });
+    let r = tokio::time::timeout(
+        Duration::from_secs(10),
+        mailharness::send::send_one_until(&c, &shot, &cancel),
+    )
+    .await
+    .expect("cancel ends the attempt after the grace period, not the 30 s timeout");
+    assert_eq!(r.outcome, OutcomeClass::Interrupted, "{r:?}");
+    assert_eq!(stages(&r), vec![Stage::Connect], "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_their_own_records_linked_to_the_first() {
     // Retries follow a 4xx: this server throttles every RCPT with EOP's 451 4.7.500 (AS761).
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

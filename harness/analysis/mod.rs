@@ -114,8 +114,11 @@ pub struct CellStats {
     pub source_ip: String,
     /// TLS mode.
     pub tls: String,
-    /// Messages sent (first attempts).
+    /// Messages sent (first attempts). Messages the run never sent (see `unsent`) are not in it.
     pub sent: u64,
+    /// Planned messages never sent because the run was interrupted; left out of every other count.
+    #[serde(default)]
+    pub unsent: u64,
     /// Accepted.
     pub accepted: u64,
     /// Throttled (4.7.500–699).
@@ -351,6 +354,11 @@ pub fn analyse(data: &RunData) -> Summary {
         };
         let last = attempts[attempts.len() - 1];
         let c = &mut cells[ci];
+        if first.never_sent() {
+            // Counting it as sent would let `throttle_rate <= 0` pass on messages never tried.
+            c.unsent += 1;
+            continue;
+        }
         c.sent += 1;
         c.retries += attempts.len() as u64 - 1;
         match first.outcome {

@@ -88,7 +88,12 @@ pub fn next_steps(s: &Summary) -> Vec<String> {
         }
     }
     if s.interrupted {
-        steps.push("The run was interrupted: re-run it to get complete numbers.".into());
+        let unsent: u64 = s.cells.iter().map(|c| c.unsent).sum();
+        steps.push(if unsent > 0 {
+            format!("The run was interrupted: {unsent} planned messages were never sent and are left out of every count; re-run it to get complete numbers.")
+        } else {
+            "The run was interrupted: re-run it to get complete numbers.".into()
+        });
     }
     if failed.is_empty() && steps.is_empty() {
         steps.push("Nothing to do: every expectation held.".into());

@@ -84,8 +84,18 @@ pub(super) async fn apply_and_wait(
             let deadline = applied + Duration::from_secs_f64(c.deadline_secs);
             let mut round = 0u32;
             loop {
-                let outcomes = probe_round(c, phase, plan, ctx, sink, round, &mut rec).await;
+                let outcomes =
+                    match probe_round(c, phase, plan, ctx, sink, round, &mut rec, cancel).await {
+                        Ok(o) => o,
+                        Err(e) => {
+                            rec.error = Some(e);
+                            break;
+                        }
+                    };
                 round += 1;
+                if cancel.is_cancelled() {
+                    break;
+                }
                 if effective(c, &outcomes, throttled_before) {
                     rec.effective_after_ms = Some(ctx.clock.ms(Instant::now()) - rec.applied_ms);
                     progress.println(&format!(
@@ -124,6 +134,8 @@ struct ProbeResult {
 /// One round of probes: per sender IP a STARTTLS probe, plus a plain-text one when the connector
 /// requires TLS (only a connector in force refuses plain text for lack of TLS). Delete/disable
 /// rounds send plain text only.
+/// A probe record that cannot be written is an error: it would be a message sent without a record.
+#[allow(clippy::too_many_arguments)]
 async fn probe_round(
     c: &PlannedChange,
     phase: &str,
@@ -132,7 +144,8 @@ async fn probe_round(
     sink: &AttemptSink,
     round: u32,
     rec: &mut ChangeRecord,
-) -> Vec<ProbeResult> {
+    cancel: &CancelToken,
+) -> Result<Vec<ProbeResult>, String> {
     let removing = matches!(c.action, ConnectorAction::Delete | ConnectorAction::Disable);
     let recipient = plan
         .phases
@@ -142,6 +155,9 @@ async fn probe_round(
         .unwrap_or_default();
     let mut results = Vec::new();
     for (role, ip) in &plan.senders {
+        if cancel.is_cancelled() {
+            break;
+        }
         let send = |tls: TlsMode, n: u32| {
             let shot = OneShot {
                 source_ip: *ip,
@@ -154,7 +170,7 @@ async fn probe_round(
                 body_size: 512,
                 text: None,
             };
-            async move { send::send_one(ctx, &shot).await }
+            async move { send::send_one_until(ctx, &shot, cancel).await }
         };
         let main = send(
             if removing {
@@ -165,7 +181,7 @@ async fn probe_round(
             0,
         )
         .await;
-        let plain = if !removing && c.require_tls {
+        let plain = if !removing && c.require_tls && !cancel.is_cancelled() {
             Some(send(TlsMode::None, 1).await)
         } else {
             None
@@ -178,11 +194,13 @@ async fn probe_round(
         // Probes are real messages: recorded like any other attempt.
         for r in std::iter::once(main).chain(plain) {
             rec.probes.push(r.attempt_id.clone());
-            let _ = sink.write(r).await;
+            sink.write(r)
+                .await
+                .map_err(|e| format!("cannot record a probe: {e}"))?;
         }
         results.push(result);
     }
-    results
+    Ok(results)
 }
 
 /// Whether a probe round shows the change in force.

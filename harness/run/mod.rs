@@ -135,11 +135,11 @@ pub async fn run_scenario(
     let mut error = None;
     let mut throttled_before = std::collections::BTreeSet::new();
     for phase in &plan.phases {
-        if cancel.is_cancelled() {
-            break;
-        }
+        // After a stop, later phases still run their bursts: with the token cancelled, each
+        // planned message is recorded `interrupted` at once, so every planned message has one
+        // record. Their change steps are skipped.
         let change = match &phase.change {
-            Some(c) => {
+            Some(c) if !cancel.is_cancelled() => {
                 let rec = change::apply_and_wait(
                     c,
                     &phase.name,
@@ -168,7 +168,7 @@ pub async fn run_scenario(
                 }
                 Some(rec)
             }
-            None => None,
+            _ => None,
         };
         let started_ms = ctx.clock.ms(std::time::Instant::now());
         let result = run_phase_bursts(&ctx, phase, &sink, &cancel, &progress).await;
@@ -214,8 +214,16 @@ pub async fn run_scenario(
             error = Some(format!("observation: {e}"));
         }
     }
-    if let Some(s) = &simulator {
-        copy_trace(s.trace_path(), &run_dir.join(files::SIM_TRACE))?;
+    // Shut the simulator down before copying its trace: shutting down flushes the trace, and a
+    // copy taken before it misses the last records (the cross-check then fails falsely).
+    if let Some(s) = simulator {
+        let trace = s.trace_path().to_path_buf();
+        if let Err(e) = s.shutdown().await {
+            progress.println(&format!(
+                "warning: the simulator did not shut down cleanly: {e}"
+            ));
+        }
+        copy_trace(&trace, &run_dir.join(files::SIM_TRACE))?;
     }
     let interrupted = cancel.is_cancelled();
     let run = RunRecord {
@@ -234,13 +242,6 @@ pub async fn run_scenario(
         error,
     };
     write_json(&run_dir.join(files::RUN), &run)?;
-    if let Some(s) = simulator {
-        if let Err(e) = s.shutdown().await {
-            progress.println(&format!(
-                "warning: the simulator did not shut down cleanly: {e}"
-            ));
-        }
-    }
     let summary = render(&run_dir)?;
     Ok(RunOutcome { run_dir, summary })
 }

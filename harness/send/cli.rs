@@ -180,10 +180,9 @@ pub async fn run_cli(args: SendArgs) -> Result<(BurstSummary, SinkSummary), Send
     let progress = Progress::stderr();
     let p2 = progress.clone();
     let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            p2.println("interrupted: no new messages; in-flight ones get the grace period");
-            c2.cancel();
-        }
+        crate::signal::stop_requested().await;
+        p2.println("interrupted: no new messages; in-flight ones get the grace period");
+        c2.cancel();
     });
     let result = run_burst(&ctx, &burst, "send", &sink, &cancel, &progress).await;
     ctrl_c.abort();

@@ -758,6 +758,16 @@ impl OneShot {
 
 /// Sends one message on its own connection and returns its record (never fails: faults are records).
 pub async fn send_one(ctx: &SendContext, shot: &OneShot) -> AttemptRecord {
+    send_one_until(ctx, shot, &super::CancelToken::new()).await
+}
+
+/// [`send_one`] that stops on `cancel`: the attempt gets `ctx.cancel_grace` to finish, then it is
+/// cut and recorded `interrupted`.
+pub async fn send_one_until(
+    ctx: &SendContext,
+    shot: &OneShot,
+    cancel: &super::CancelToken,
+) -> AttemptRecord {
     let meta = AttemptMeta {
         seq: shot.seq(),
         attempt: 1,
@@ -781,11 +791,30 @@ pub async fn send_one(ctx: &SendContext, shot: &OneShot) -> AttemptRecord {
             return finish(ctx, &meta, log, dest_for(ctx, meta.tls_mode), mid);
         }
     };
-    if let Some(mut s) = Session::open(ctx, meta.source_ip, meta.tls_mode, &mut log).await {
-        let after = s.transact(ctx, &mut log, &meta.recipients, &payload).await;
-        if after == After::Usable {
-            s.quit(ctx, Some(&mut log)).await;
+    let cut = {
+        let fut = async {
+            if let Some(mut s) = Session::open(ctx, meta.source_ip, meta.tls_mode, &mut log).await {
+                let after = s.transact(ctx, &mut log, &meta.recipients, &payload).await;
+                if after == After::Usable {
+                    s.quit(ctx, Some(&mut log)).await;
+                }
+            }
+        };
+        tokio::pin!(fut);
+        tokio::select! {
+            biased;
+            () = &mut fut => false,
+            () = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(ctx.cancel_grace).await;
+            } => true,
         }
+    };
+    // As in a burst: cut short, it is `interrupted` unless its fate was already known.
+    if cut && log.outcome.is_none() {
+        log.outcome = Some(OutcomeClass::Interrupted);
+        log.error = Some("run interrupted while this attempt was in flight".into());
+        log.start();
     }
     finish(ctx, &meta, log, dest_for(ctx, meta.tls_mode), mid)
 }

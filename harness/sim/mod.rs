@@ -686,7 +686,7 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         sim.config().mailbox_addresses().join(", ")
     );
     println!("Ctrl-C to stop.");
-    wait_for_signal().await;
+    crate::signal::stop_requested().await;
     println!("stopping: delivering queued messages...");
     let stats = sim.shared.stats.clone();
     sim.shutdown().await?;
@@ -696,19 +696,4 @@ pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
         s.sessions, s.accepted, s.delivered, s.delivery_failed
     );
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
