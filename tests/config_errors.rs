@@ -232,3 +232,46 @@ fn the_real_tenant_template_loads_and_its_guard_rails_refuse_the_simulator_pace(
     assert_eq!(code, Some(2));
     assert!(stderr.contains("guard.max_rate_per_ip"), "{stderr}");
 }
+
+/// A secret written into a target file is refused without being printed: the excerpt masks it.
+#[test]
+fn a_refused_inline_secret_is_not_echoed() {
+    let ok = Path::new(DIR).join("fixtures/ok.scenario.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(Path::new(DIR).join("targets/31-inline-password.toml"))
+        .unwrap()
+        .replace("hunter2", "Mailbox-Secret-31");
+    let cases = [
+        ("password.toml", base.clone(), "Mailbox-Secret-31"),
+        (
+            "client-secret.toml",
+            base.replace("auth = \"login\"", "auth = \"xoauth2\"")
+                .replace("password = \"Mailbox-Secret-31\"", "password_env = \"MH_PW\"")
+                .replace(
+                    "[guard]",
+                    "[imap.oauth]\nclient_id = \"cid\"\ntenant_id = \"contoso.example\"\nclient_secret = \"Oauth-Secret-32\"\n\n[guard]",
+                ),
+            "Oauth-Secret-32",
+        ),
+    ];
+    for (name, text, secret) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, stdout, stderr) = run(&[
+            "plan",
+            ok.to_str().unwrap(),
+            "--target",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(2), "{name}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("secrets never live in target files"),
+            "{name}: {stderr}"
+        );
+        assert!(stderr.contains("<redacted>"), "{name}: {stderr}");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{name}: the secret was printed: {stderr}"
+        );
+    }
+}

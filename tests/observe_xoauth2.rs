@@ -10,8 +10,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::Utc;
 use mailharness::observe::{
-    observe, AuthMethod, ConnectOptions, ImapTarget, MailboxAccess, ObserveError, ObserveOptions,
-    SearchMode, SecretSource, TokenProvider, TokenSource,
+    observe, AuthMethod, ConnectOptions, ImapClient, ImapTarget, MailboxAccess, ObserveError,
+    ObserveOptions, SearchMode, SecretSource, TokenProvider, TokenSource,
 };
 use mailharness::record::{
     AttemptRecord, FolderKind, ObservationStatus, OutcomeClass, RECORD_SCHEMA,
@@ -253,6 +253,14 @@ async fn http(sock: TcpStream, bodies: Arc<Mutex<Vec<String>>>) -> std::io::Resu
         (
             "200 OK",
             format!(r#"{{"token_type":"Bearer","expires_in":2,"access_token":"tok-{n}"}}"#),
+        )
+    } else if request_line.starts_with("POST /html ") {
+        // A proxy's error page that echoes the request HTML-escaped: no scrub can know every
+        // encoding, so none of the page may be shown.
+        let escaped = body.replace('&', "&amp;").replace('%', "&#37;");
+        (
+            "502 Bad Gateway",
+            format!("<html><body>{escaped}</body></html>"),
         )
     } else {
         let secret = body
@@ -511,4 +519,96 @@ async fn token_endpoint_errors_never_leak_the_client_secret() {
     let err = p.token().await.expect_err("unset");
     assert!(err.is_config(), "{err}");
     assert!(err.to_string().contains("MH_OBSERVE_TEST_UNSET_SECRET"));
+
+    // An error page that is not JSON is reported by its size only.
+    let p = provider(TokenSource::ClientCredentials {
+        endpoint: format!("http://127.0.0.1:{http_port}/html"),
+        client_id: "app-id".into(),
+        secret: SecretSource::Env("MH_OBSERVE_TEST_CLIENT_SECRET_2".into()),
+        scope: "s".into(),
+    });
+    let err = p.token().await.expect_err("502");
+    let text = format!("{err} / {err:?}");
+    assert!(
+        text.contains("HTTP 502") && text.contains("not JSON"),
+        "{text}"
+    );
+    assert!(!text.contains("very-secret"), "secret leaked: {text}");
+    assert!(!text.contains("client_secret"), "body shown: {text}");
+}
+
+/// An IMAP server that refuses every login by echoing the command back, as some do.
+async fn echoing_imap() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = sock.into_split();
+                let mut r = BufReader::new(r);
+                let _ = w
+                    .write_all(b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2] echo\r\n")
+                    .await;
+                let mut line = String::new();
+                let mut auth_tag = String::new();
+                while r.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let cmd = line.trim_end().to_string();
+                    let tag = cmd.split(' ').next().unwrap_or("*").to_string();
+                    let reply = if cmd.to_ascii_uppercase().contains(" AUTHENTICATE ") {
+                        auth_tag = tag;
+                        // The failure challenge echoes the token too; then the tagged NO.
+                        let echo = base64::engine::general_purpose::STANDARD
+                            .encode(format!("{{\"status\":\"400\",\"echo\":\"{cmd}\"}}"));
+                        format!("+ {echo}\r\n")
+                    } else if cmd.is_empty() {
+                        format!("{auth_tag} NO AUTHENTICATE failed\r\n")
+                    } else {
+                        format!("{tag} NO you said {cmd}\r\n")
+                    };
+                    if w.write_all(reply.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_echoes_the_login_does_not_leak_the_secret() {
+    let port = echoing_imap().await;
+    let opts = ConnectOptions {
+        host: "127.0.0.1".into(),
+        port,
+        tls: ImapTls::Plain,
+        tls_config: None,
+        timeout: Duration::from_secs(10),
+    };
+    for password in ["Mailbox-Pw-77", "Pw\"with\\quotes-77"] {
+        let mut c = ImapClient::connect(&opts).await.expect("connect");
+        let err = c
+            .login(USER, &mailharness::observe::Secret::new(password))
+            .await
+            .expect_err("refused");
+        let text = format!("{err} / {err:?}");
+        assert!(text.contains("rejected LOGIN"), "{text}");
+        assert!(text.contains("[redacted]"), "{text}");
+        assert!(!text.contains("Pw"), "password leaked: {text}");
+    }
+    let mut c = ImapClient::connect(&opts).await.expect("connect");
+    let token = "Bearer-Token-88";
+    let err = c
+        .authenticate_xoauth2(USER, &mailharness::observe::Secret::new(token))
+        .await
+        .expect_err("refused");
+    let text = format!("{err} / {err:?}");
+    assert!(text.contains("rejected XOAUTH2"), "{text}");
+    let initial = base64::engine::general_purpose::STANDARD
+        .encode(format!("user={USER}\x01auth=Bearer {token}\x01\x01"));
+    assert!(
+        !text.contains(token) && !text.contains(&initial),
+        "token leaked: {text}"
+    );
 }

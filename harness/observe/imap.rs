@@ -335,7 +335,7 @@ impl ImapClient {
             _ => Err(ObserveError::Auth(format!(
                 "IMAP server {} rejected LOGIN for {user}: {}",
                 self.server,
-                clip(&done.text)
+                clip_redacted(&done.text, &login_forms(password))
             ))),
         }
     }
@@ -397,13 +397,15 @@ impl ImapClient {
                         Ok(())
                     }
                     _ => {
+                        let sent = [token.expose().to_string(), initial.clone()];
                         let mut msg = format!(
                             "IMAP server {} rejected XOAUTH2 for {user}: {}",
                             self.server,
-                            clip(&done.text)
+                            clip_redacted(&done.text, &sent)
                         );
                         if !challenge_note.is_empty() {
-                            let _ = write!(msg, " (challenge: {challenge_note})");
+                            let note = clip_redacted(&challenge_note, &sent);
+                            let _ = write!(msg, " (challenge: {note})");
                         }
                         Err(ObserveError::Auth(msg))
                     }
@@ -860,6 +862,13 @@ pub fn push_astring(parts: &mut Vec<Part>, s: &[u8]) {
     }
 }
 
+/// The forms in which LOGIN sends a password: raw (in a literal) and quoted with escapes.
+fn login_forms(password: &Secret) -> Vec<String> {
+    let raw = password.expose();
+    let quoted = raw.replace('\\', "\\\\").replace('"', "\\\"");
+    vec![raw.to_string(), quoted]
+}
+
 /// A compact UID set (`1:5,7,9:12`) of sorted, de-duplicated UIDs.
 pub fn uid_set(sorted: &[u32]) -> String {
     let mut out = String::new();
@@ -951,6 +960,19 @@ fn decode_challenge(resp: &[u8]) -> String {
         Ok(bytes) => clip(&String::from_utf8_lossy(&bytes)),
         Err(_) => clip(&b64),
     }
+}
+
+/// A server's text for an error message, with every form in which a secret was `sent` masked
+/// (a server may echo the command it refuses), cut to a readable length.
+pub fn clip_redacted(text: &str, sent: &[String]) -> String {
+    let mut t = text.to_string();
+    for needle in sent {
+        // A very short secret would mask ordinary words; such a secret is weak anyway.
+        if needle.len() >= 4 {
+            t = t.replace(needle.as_str(), "[redacted]");
+        }
+    }
+    clip(&t)
 }
 
 /// Shortens server text for error messages (servers can send a lot).

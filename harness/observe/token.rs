@@ -346,7 +346,8 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(url: &str) -> Result<Endpoint, ObserveError> {
-        let bad = |why: &str| ObserveError::Config(format!("token endpoint {url:?}: {why}"));
+        let shown = redact_url(url);
+        let bad = |why: &str| ObserveError::Config(format!("token endpoint {shown:?}: {why}"));
         let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -395,6 +396,26 @@ impl Endpoint {
     }
 }
 
+/// A URL fit for an error message: user information and the query, where secrets could be, are
+/// masked.
+fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let (rest, query) = match rest.find('?') {
+        Some(i) => (&rest[..i], "?<redacted>"),
+        None => (rest, ""),
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let authority = match authority.rfind('@') {
+        Some(i) => format!("<redacted>{}", &authority[i..]),
+        None => authority.to_string(),
+    };
+    format!("{scheme}{authority}{path}{query}")
+}
+
 /// Whether a host is loopback (plain text is allowed only there).
 pub fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
@@ -421,13 +442,10 @@ fn form_encode(s: &str) -> String {
 
 /// Removes every occurrence of the secret (raw and form-encoded) from text, and shortens it.
 fn scrub(text: &str, secret: &Secret) -> String {
-    let mut t = text.to_string();
-    for needle in [secret.expose().to_string(), form_encode(secret.expose())] {
-        if needle.len() >= 4 {
-            t = t.replace(&needle, "[redacted]");
-        }
-    }
-    super::imap::clip(&t)
+    super::imap::clip_redacted(
+        text,
+        &[secret.expose().to_string(), form_encode(secret.expose())],
+    )
 }
 
 /// One client-credentials request: the token and its lifetime.
@@ -474,7 +492,6 @@ async fn client_credentials(
     let (status, bytes) = tokio::time::timeout(TOKEN_TIMEOUT, fut)
         .await
         .map_err(|_| ObserveError::Timeout(format!("token endpoint {url}")))??;
-    let text = String::from_utf8_lossy(&bytes);
     let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
     if !(200..300).contains(&status) {
         let detail = match &json {
@@ -486,7 +503,9 @@ async fn client_credentials(
                     .unwrap_or("");
                 format!("{e}: {d}")
             }
-            None => text.to_string(),
+            // Not JSON (an HTML error page, a proxy's text): its wording is unknown, and it may
+            // echo the request in an encoding `scrub` does not know, so only its size is told.
+            None => format!("a {}-byte body that is not JSON", bytes.len()),
         };
         return Err(ObserveError::Token(format!(
             "token endpoint {url} answered HTTP {status}: {}",
@@ -579,6 +598,13 @@ mod tests {
         assert!(Endpoint::parse("http://login.example/token").is_err());
         assert!(Endpoint::parse("ftp://x/").is_err());
         assert!(Endpoint::parse("https://u:p@x/").is_err());
+        // The refusal must not print the credentials it refuses.
+        let e = Endpoint::parse("http://cid:Url-Secret-55@127.0.0.1/token?k=Query-Secret")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must not carry credentials"), "{e}");
+        assert!(!e.contains("Url-Secret-55") && !e.contains("cid:"), "{e}");
+        assert!(e.contains("<redacted>@127.0.0.1/token?<redacted>"), "{e}");
         let e = Endpoint::parse("http://[::1]:9/t").unwrap();
         assert_eq!(e.host, "::1");
     }

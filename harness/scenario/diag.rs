@@ -67,6 +67,23 @@ impl SourceFile {
         }
     }
 
+    /// A diagnostic pointing at a secret's value: the excerpt shows a mask in its place, so the
+    /// error that refuses a secret in a file does not print it.
+    pub fn error_redacted(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        let mut d = self.error(span, message);
+        if let Some(sn) = d.snippet.as_mut() {
+            let chars: Vec<char> = sn.line_text.chars().collect();
+            let start = (sn.col - 1).min(chars.len());
+            let end = (start + sn.width).min(chars.len());
+            let mut text: String = chars[..start].iter().collect();
+            text.push_str(REDACTED);
+            text.extend(&chars[end..]);
+            sn.line_text = text;
+            sn.width = REDACTED.chars().count();
+        }
+        d
+    }
+
     /// A diagnostic pointing at a character offset inside a string value at `span`.
     ///
     /// Falls back to the whole value when the literal has escapes, since offsets then differ.
@@ -90,6 +107,9 @@ impl SourceFile {
         }
     }
 }
+
+/// What an excerpt shows instead of a secret.
+const REDACTED: &str = "\"<redacted>\"";
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i = i.min(s.len());

@@ -180,7 +180,7 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
             errs.push(src.error(mb.address.span(), msg));
         }
         if let Some(p) = &mb.password {
-            errs.push(src.error(
+            errs.push(src.error_redacted(
                 p.span(),
                 "secrets never live in target files: set `password_env` (an environment variable name) or `password_file` (a path) instead of `password`",
             ));
@@ -209,7 +209,7 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
                 let ov = o.get_ref();
                 for (field, v) in [("token", &ov.token), ("client_secret", &ov.client_secret)] {
                     if let Some(v) = v {
-                        errs.push(src.error(
+                        errs.push(src.error_redacted(
                             v.span(),
                             format!("secrets never live in target files: use `{field}_env` or `{field}_file` instead of `{field}`"),
                         ));
