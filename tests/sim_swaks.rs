@@ -340,6 +340,20 @@ fn admin_api_with_curl() {
     assert_eq!(code, 400);
     assert!(body.contains("colour"), "{body}");
 
+    // A delay past the 30-day bound is refused, and the list still works afterwards.
+    let (code, body) = curl(
+        &sim,
+        "POST",
+        "/connectors",
+        Some(
+            r#"{"name":"Late","sender_ips":["127.0.0.2"],"require_tls":true,"activation_delay":"300000years"}"#,
+        ),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("at most 30 days"), "{body}");
+    let (code, body) = curl(&sim, "GET", "/connectors", None);
+    assert_eq!((code, json(&body)), (200, serde_json::json!([])));
+
     let (code, body) = curl(&sim, "POST", "/connectors", Some("{not json"));
     assert_eq!(code, 400, "{body}");
     assert!(json(&body)["error"].as_str().is_some());

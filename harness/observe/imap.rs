@@ -1100,32 +1100,35 @@ impl<'a> Cursor<'a> {
     }
 
     /// Skips any value: atom, number, string, literal or nested list.
+    ///
+    /// Iterative, not recursive: a server could nest lists deeply enough to overflow the stack.
     fn skip_value(&mut self) -> Result<(), ObserveError> {
-        match self.peek() {
-            Some(b'(') => {
-                self.i += 1;
-                loop {
-                    self.skip_spaces();
-                    match self.peek() {
-                        Some(b')') => {
-                            self.i += 1;
-                            return Ok(());
-                        }
-                        None => return Err(self.err("a closed list")),
-                        _ => self.skip_value()?,
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                Some(b'(') => {
+                    self.i += 1;
+                    depth += 1;
+                }
+                Some(b')') if depth > 0 => {
+                    self.i += 1;
+                    depth -= 1;
+                }
+                Some(b'"') | Some(b'{') | Some(b'~') => {
+                    self.string()?;
+                }
+                Some(_) => {
+                    if self.atom().is_empty() {
+                        return Err(self.err("a value"));
                     }
                 }
+                None if depth > 0 => return Err(self.err("a closed list")),
+                None => return Err(self.err("a value")),
             }
-            Some(b'"') | Some(b'{') | Some(b'~') => self.string().map(|_| ()),
-            Some(_) => {
-                let a = self.atom();
-                if a.is_empty() {
-                    Err(self.err("a value"))
-                } else {
-                    Ok(())
-                }
+            if depth == 0 {
+                return Ok(());
             }
-            None => Err(self.err("a value")),
+            self.skip_spaces();
         }
     }
 }
@@ -1261,6 +1264,29 @@ mod tests {
         );
         assert!(parse_fetch(b"3 FETCH (FLAGS (\\Seen))").unwrap().is_none());
         assert!(parse_fetch(b"3 FETCH (UID 1 BODY[HEADER] {99}\r\nshort)").is_err());
+    }
+
+    #[test]
+    fn deeply_nested_unknown_items_are_skipped_without_recursion() {
+        // 200,000 levels would overflow the stack of a recursive skip.
+        let n = 200_000;
+        let mut r = b"1 FETCH (UID 5 X-JUNK ".to_vec();
+        r.extend(std::iter::repeat_n(b'(', n));
+        r.extend(std::iter::repeat_n(b')', n));
+        r.extend_from_slice(b" BODY[HEADER] {2}\r\nAB)");
+        let m = parse_fetch(&r).unwrap().unwrap();
+        assert_eq!((m.uid, m.header), (5, &b"AB"[..]));
+        // Unclosed nesting is an error, not a hang or a panic.
+        let mut r = b"1 FETCH (UID 5 X-JUNK ".to_vec();
+        r.extend(std::iter::repeat_n(b'(', n));
+        assert!(parse_fetch(&r).is_err());
+        // Lists with values and spaces inside still skip as before.
+        let m = parse_fetch(
+            b"2 FETCH (FLAGS (\\Seen (a \"b c\" {1}\r\nd)) UID 6 BODY[HEADER] {0}\r\n)",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.uid, 6);
     }
 
     #[test]

@@ -80,15 +80,30 @@ impl fmt::Display for TlsMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HumanDuration(pub Duration);
 
+impl HumanDuration {
+    /// The longest duration any setting takes. Nothing here needs more, and the bound keeps every
+    /// deadline computed from a setting (`now + delay`) far from overflowing.
+    pub const MAX: Duration = Duration::from_secs(30 * 86_400);
+}
+
 impl FromStr for HumanDuration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        humantime::parse_duration(s.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                format!("invalid duration `{s}` ({e}): expected a duration such as \"500ms\", \"30s\", \"2m\" or \"1h 30m\"")
-            })
+        let d = humantime::parse_duration(s.trim()).map_err(|e| {
+            format!("invalid duration `{s}` ({e}): expected a duration such as \"500ms\", \"30s\", \"2m\" or \"1h 30m\"")
+        })?;
+        if d > Self::MAX {
+            return Err(format!(
+                "duration `{s}` is too long: at most 30 days (\"30d\")"
+            ));
+        }
+        Ok(HumanDuration(d))
     }
+}
+
+/// Parses a command-line duration with the same rules and bound as a file's.
+pub fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    s.parse::<HumanDuration>().map(|d| d.0)
 }
 
 impl fmt::Display for HumanDuration {
@@ -109,6 +124,9 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// The fastest rate a file may give.
+    pub const MAX_PER_SECOND: f64 = 1_000_000.0;
+
     /// Messages per second.
     pub fn per_second(&self) -> f64 {
         self.count / self.per.as_secs_f64()
@@ -149,7 +167,19 @@ impl FromStr for Rate {
                 ))
             }
         };
-        Ok(Rate { count, per })
+        let rate = Rate { count, per };
+        // Bounded so that the interval between sends, and a token bucket's refill arithmetic, stay
+        // representable: from one per 30 days to a million per second.
+        let per_second = rate.per_second();
+        if per_second > Rate::MAX_PER_SECOND {
+            return Err(format!("invalid rate `{s}`: at most 1000000/s"));
+        }
+        if per_second < 1.0 / HumanDuration::MAX.as_secs_f64() {
+            return Err(format!(
+                "invalid rate `{s}`: too slow: two messages may be at most 30 days apart"
+            ));
+        }
+        Ok(rate)
     }
 }
 
@@ -354,6 +384,29 @@ mod tests {
             .parse::<Rate>()
             .unwrap_err()
             .contains("unknown unit"));
+    }
+
+    #[test]
+    fn durations_and_rates_are_bounded() {
+        assert_eq!(
+            "30d".parse::<HumanDuration>().unwrap().0,
+            HumanDuration::MAX
+        );
+        for huge in ["31d", "300000years", "18446744073709551615s"] {
+            let e = huge.parse::<HumanDuration>().unwrap_err();
+            assert!(e.contains("at most 30 days"), "{huge}: {e}");
+        }
+        assert!(parse_duration_arg("1year").is_err());
+        assert_eq!(
+            "1000000/s".parse::<Rate>().unwrap().interval(),
+            Duration::from_micros(1)
+        );
+        assert!("1e300/s".parse::<Rate>().unwrap_err().contains("at most"));
+        assert!("1e-300/day"
+            .parse::<Rate>()
+            .unwrap_err()
+            .contains("too slow"));
+        assert!("0.05/day".parse::<Rate>().is_ok());
     }
 
     #[test]

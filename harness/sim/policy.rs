@@ -166,7 +166,9 @@ impl Bucket {
             // micro-tokens per second, rounded once from the configured rate.
             let per_sec = (rate.per_second() * MICRO as f64).round() as u128;
             let elapsed_us = now.saturating_duration_since(self.updated).as_micros();
-            let numer = elapsed_us * per_sec + self.carry;
+            let numer = elapsed_us
+                .saturating_mul(per_sec)
+                .saturating_add(self.carry);
             let added = numer / u128::from(MICRO);
             self.carry = numer % u128::from(MICRO);
             let added = u64::try_from(added).unwrap_or(u64::MAX);
