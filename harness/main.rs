@@ -172,6 +172,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
         Command::Plan {
             scenario,
@@ -347,6 +348,20 @@ fn sim(args: mailharness::sim::SimArgs) -> ExitCode {
             })
         }
     }
+}
+
+/// Sends the library's log lines to stderr: warnings and errors by default (a failed poll, a torn
+/// record line, a simulator fault), more with `MAILHARNESS_LOG=info` or `debug`.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("MAILHARNESS_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Exit code: every expectation held.
