@@ -255,3 +255,37 @@ fn sigterm_stops_a_run_with_one_record_per_planned_message() {
         }
     }
 }
+
+/// A simulated mailbox with its own password (from the environment) is observed with that
+/// password; the others with the run's generated one, which is not left in the run directory.
+#[test]
+fn a_simulated_mailbox_with_its_own_password_is_observed() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("own-password.toml");
+    let builtin = std::fs::read_to_string("scenarios/targets/sim.toml").unwrap();
+    std::fs::write(
+        &target,
+        format!(
+            "{builtin}\n[simulator]\naccepted_domains = [\"contoso.example\"]\n\n\
+             [[simulator.mailboxes]]\naddress = \"qa1@contoso.example\"\npassword_env = \"MH_RUN_SIM_TEST_PW\"\n\n\
+             [[simulator.mailboxes]]\naddress = \"qa2@contoso.example\"\n\n\
+             [[simulator.mailboxes]]\naddress = \"qa3@contoso.example\"\n"
+        ),
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .args(["run", "scenarios/smoke.toml", "--no-progress", "--target"])
+        .arg(&target)
+        .arg("--reports")
+        .arg(&reports)
+        .env("MH_RUN_SIM_TEST_PW", "Own-Mailbox-Pw-9")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("0 missing"), "{text}");
+    let run_dir = &run_dirs(&reports)[0];
+    assert!(!run_dir.join("sim").join("imap-password").exists());
+}

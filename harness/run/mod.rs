@@ -223,6 +223,8 @@ pub async fn run_scenario(
                 "warning: the simulator did not shut down cleanly: {e}"
             ));
         }
+        // The generated IMAP password dies with the simulator: keep no secret in the run directory.
+        let _ = std::fs::remove_file(sim_password_file(&run_dir));
         copy_trace(&trace, &run_dir.join(files::SIM_TRACE))?;
     }
     let interrupted = cancel.is_cancelled();
@@ -309,14 +311,23 @@ fn sim_imap_target(
             timeout: observe::DEFAULT_COMMAND_TIMEOUT,
         },
         auth: observe::AuthMethod::Login,
+        // A mailbox the tenant file gives its own password keeps it; the rest have the run's.
         mailboxes: s
             .config()
-            .mailbox_addresses()
-            .into_iter()
-            .map(|a| observe::MailboxAccess {
-                login: a.clone(),
-                address: a,
-                password: Some(password.clone()),
+            .mailboxes
+            .iter()
+            .map(|m| {
+                let address = m.address.to_ascii_lowercase();
+                let source = match (&m.password_env, &m.password_file) {
+                    (Some(var), _) => observe::SecretSource::Env(var.clone()),
+                    (None, Some(file)) => observe::SecretSource::File(file.clone()),
+                    (None, None) => password.clone(),
+                };
+                observe::MailboxAccess {
+                    login: address.clone(),
+                    address,
+                    password: Some(source),
+                }
             })
             .collect(),
     }))
