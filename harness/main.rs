@@ -468,12 +468,22 @@ fn print_verdict(s: &mailharness::analysis::Summary, run_dir: &Path) {
     let passed = s.expectations.iter().filter(|v| v.passed).count();
     println!(
         "{}: {} of {} expectations held (scenario {}, run {})",
-        s.verdict.to_uppercase(),
+        if s.interrupted {
+            "INTERRUPTED".to_string()
+        } else {
+            s.verdict.to_uppercase()
+        },
         passed,
         s.expectations.len(),
         s.scenario,
         s.run_id
     );
+    let unsent: u64 = s.cells.iter().map(|c| c.unsent).sum();
+    if unsent > 0 {
+        println!(
+            "  {unsent} planned messages were never sent; expectations on them could not hold"
+        );
+    }
     for v in s.expectations.iter().filter(|v| !v.passed) {
         println!(
             "  FAIL {}/{}/{}: {} — {}",
