@@ -489,35 +489,63 @@ pub enum JsonlError {
 
 /// Reads a JSONL file of records (`attempts.jsonl`, `observations.jsonl`, a trace).
 ///
-/// A last line without its newline is a write torn by an interruption and is skipped; any other
-/// bad line is an error naming its line, since records are never silently lost.
+/// A last line without its newline is a write torn by an interruption and is skipped (with a
+/// warning); any other bad line is an error naming its line, since records are never silently
+/// lost. [`read_jsonl_noting_torn`] also says which line was skipped.
 pub fn read_jsonl<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
 ) -> Result<Vec<T>, JsonlError> {
-    let text = std::fs::read_to_string(path).map_err(|source| JsonlError::Io {
+    read_jsonl_noting_torn(path).map(|(records, _)| records)
+}
+
+/// [`read_jsonl`], also returning the 1-based number of a torn last line that was skipped.
+pub fn read_jsonl_noting_torn<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<(Vec<T>, Option<usize>), JsonlError> {
+    // Bytes, not a string: a write torn inside a multi-byte character must not make the whole
+    // file unreadable.
+    let bytes = std::fs::read(path).map_err(|source| JsonlError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
+    let complete = bytes.is_empty() || bytes.ends_with(b"\n");
+    let lines: Vec<&[u8]> = bytes
+        .strip_suffix(b"\n")
+        .unwrap_or(&bytes)
+        .split(|&b| b == b'\n')
+        .filter(|_| !bytes.is_empty())
+        .collect();
     let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(v) => out.push(v),
-            Err(_) if i + 1 == lines.len() && !complete => {
+    let mut torn = None;
+    for (i, raw) in lines.iter().enumerate() {
+        let last_torn = i + 1 == lines.len() && !complete;
+        let parsed = std::str::from_utf8(raw)
+            .map_err(|e| format!("not UTF-8 ({e})"))
+            .and_then(|line| {
+                let line = line.trim_end_matches('\r');
+                if line.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str(line)
+                        .map(Some)
+                        .map_err(|e| e.to_string())
+                }
+            });
+        match parsed {
+            Ok(Some(v)) => out.push(v),
+            Ok(None) => {}
+            Err(_) if last_torn => {
                 tracing::warn!(file = %path.display(), line = i + 1, "skipping a torn last line");
+                torn = Some(i + 1);
             }
-            Err(e) => {
+            Err(message) => {
                 return Err(JsonlError::Parse {
                     path: path.to_path_buf(),
                     line: i + 1,
-                    message: e.to_string(),
+                    message,
                 })
             }
         }
     }
-    Ok(out)
+    Ok((out, torn))
 }

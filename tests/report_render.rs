@@ -285,9 +285,10 @@ fn the_designed_story_passes_and_re_rendering_is_byte_identical() {
     assert_eq!(throttling["connector"], "helps");
 
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    // One per expectation, the trace cross-check, and the run itself.
     assert_eq!(
         junit.matches("<testcase ").count(),
-        s["expectations"].as_array().unwrap().len() + 1
+        s["expectations"].as_array().unwrap().len() + 2
     );
     assert!(!junit.contains("<failure"));
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
@@ -338,6 +339,118 @@ fn a_failed_expectation_exits_1_and_junit_quotes_the_numbers() {
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["verdict"], "fail");
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn junit(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("junit.xml")).unwrap()
+}
+
+#[test]
+fn damaged_or_interrupted_runs_fail_in_junit_and_say_why() {
+    // Interrupted: every expectation may hold, but CI must not see green.
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), |_| {});
+    let run = dir.path().join("run.json");
+    let text = std::fs::read_to_string(&run).unwrap();
+    std::fs::write(
+        &run,
+        text.replace("\"interrupted\": false", "\"interrupted\": true"),
+    )
+    .unwrap();
+    report(dir.path());
+    let j = junit(dir.path());
+    assert!(
+        j.contains("<failure message=\"the run was interrupted\""),
+        "{j}"
+    );
+    assert_eq!(summary(dir.path())["verdict"], "fail");
+
+    // A last line torn inside a multi-byte character, and a repeated record: both are left out,
+    // and the reports name them.
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), |_| {});
+    let path = dir.path().join("attempts.jsonl");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first_line = bytes.split(|&b| b == b'\n').next().unwrap().to_vec();
+    bytes.extend_from_slice(&first_line);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(b"{\"schema\":1,\"run_id\":\"caf\xc3");
+    std::fs::write(&path, bytes).unwrap();
+    let (code, out) = report(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    let s = summary(dir.path());
+    let problems = s["record_problems"].to_string();
+    assert!(
+        problems.contains("attempts.jsonl:") && problems.contains("cut short"),
+        "{problems}"
+    );
+    assert!(problems.contains("repeat an attempt"), "{problems}");
+    assert_eq!(s["verdict"], "fail");
+    assert!(junit(dir.path()).contains("cut short"));
+    let md = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(md.contains("Record problem:"), "{md}");
+    // The repeated record is counted once: the cell still has its 12 messages, no retries.
+    let before = s["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["phase"] == "before" && c["sender"] == "primary" && c["tls"] == "none")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (before["sent"].as_u64(), before["retries"].as_u64()),
+        (Some(12), Some(0)),
+        "{before}"
+    );
+}
+
+#[test]
+fn a_message_is_delivered_only_when_every_recipient_copy_arrived() {
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path(), |_| {});
+    // A second recipient's copy of one delivered message is missing.
+    let obs_path = dir.path().join("observations.jsonl");
+    let text = std::fs::read_to_string(&obs_path).unwrap();
+    let found = text
+        .lines()
+        .find(|l| l.contains("after/primary/starttls/0#1") && l.contains("\"found\""))
+        .unwrap();
+    let mut copy: serde_json::Value = serde_json::from_str(found).unwrap();
+    copy["status"] = "missing".into();
+    copy["mailbox"] = "qa2@contoso.example".into();
+    for k in [
+        "folder",
+        "folder_name",
+        "latency_ms",
+        "uid",
+        "uidvalidity",
+        "internal_date",
+    ] {
+        if let Some(o) = copy.as_object_mut() {
+            o.remove(k);
+        }
+    }
+    std::fs::write(&obs_path, format!("{text}{copy}\n")).unwrap();
+    let (code, out) = report(dir.path());
+    assert_eq!(code, Some(1), "{out}");
+    let s = summary(dir.path());
+    let cell = s["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["phase"] == "after" && c["sender"] == "primary" && c["tls"] == "starttls")
+        .unwrap()
+        .clone();
+    assert_eq!(cell["missing"], 1, "{cell}");
+    assert_eq!(
+        cell["delivered"].as_u64().unwrap() + 1,
+        cell["accepted"].as_u64().unwrap(),
+        "{cell}"
+    );
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub struct RunData {
     pub observed: bool,
     /// The simulator's trace, when the run has one.
     pub trace: Option<Vec<TraceEntry>>,
+    /// What was wrong with the records and what was done about it (a torn last line skipped, a
+    /// repeated attempt counted once). The numbers are then incomplete, and the reports say so.
+    pub problems: Vec<String>,
 }
 
 /// Why a run directory could not be read.
@@ -94,8 +97,12 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
     })
 }
 
-fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
-    crate::record::read_jsonl(path).map_err(|e| match e {
+/// Reads a JSONL file; a skipped torn last line becomes a problem the reports show.
+fn read_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    problems: &mut Vec<String>,
+) -> Result<Vec<T>, LoadError> {
+    let (records, torn) = crate::record::read_jsonl_noting_torn(path).map_err(|e| match e {
         JsonlError::Io { path, source } => LoadError::Io { path, source },
         JsonlError::Parse {
             path,
@@ -106,24 +113,54 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>, LoadError> {
             line,
             message,
         },
-    })
+    })?;
+    if let Some(line) = torn {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        problems.push(format!(
+            "{name}:{line}: the last record was cut short (the run was killed while writing it) and is left out"
+        ));
+    }
+    Ok(records)
+}
+
+/// Keeps the first record of each attempt id: a repeated one would be counted as a retry.
+fn drop_repeated_attempts(attempts: &mut Vec<AttemptRecord>, problems: &mut Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut repeated = Vec::new();
+    attempts.retain(|a| {
+        let first = seen.insert(a.attempt_id.clone());
+        if !first {
+            repeated.push(a.attempt_id.clone());
+        }
+        first
+    });
+    if !repeated.is_empty() {
+        problems.push(format!(
+            "{}: {} record(s) repeat an attempt already recorded (first: {}); each attempt is counted once",
+            files::ATTEMPTS,
+            repeated.len(),
+            repeated[0]
+        ));
+    }
 }
 
 /// Reads a run directory. `observations.jsonl` and `sim-trace.jsonl` are optional.
 pub fn load_run_dir(dir: &Path) -> Result<RunData, LoadError> {
     let plan: Plan = read_json(&dir.join(files::PLAN))?;
     let run: RunRecord = read_json(&dir.join(files::RUN))?;
-    let attempts = read_jsonl(&dir.join(files::ATTEMPTS))?;
+    let mut problems = Vec::new();
+    let mut attempts = read_jsonl(&dir.join(files::ATTEMPTS), &mut problems)?;
+    drop_repeated_attempts(&mut attempts, &mut problems);
     let obs_path = dir.join(files::OBSERVATIONS);
     let observed = obs_path.exists();
     let observations = if observed {
-        read_jsonl(&obs_path)?
+        read_jsonl(&obs_path, &mut problems)?
     } else {
         Vec::new()
     };
     let trace_path = dir.join(files::SIM_TRACE);
     let trace = if trace_path.exists() {
-        Some(read_jsonl(&trace_path)?)
+        Some(read_jsonl(&trace_path, &mut problems)?)
     } else {
         None
     };
@@ -134,5 +171,6 @@ pub fn load_run_dir(dir: &Path) -> Result<RunData, LoadError> {
         observations,
         observed,
         trace,
+        problems,
     })
 }

@@ -47,6 +47,9 @@ pub struct Summary {
     pub interrupted: bool,
     /// Why the run could not finish, if it could not.
     pub error: Option<String>,
+    /// What was wrong with the run's records (a torn line, a repeated attempt); the run fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub record_problems: Vec<String>,
     /// Sender roles and IPs.
     pub senders: BTreeMap<String, String>,
     /// Phases in order, with their timing and change steps.
@@ -165,6 +168,14 @@ pub struct CellStats {
     pub accepted_rate_per_min: Option<f64>,
     /// AS/S tokens seen and how often.
     pub tokens: BTreeMap<String, u64>,
+}
+
+impl CellStats {
+    /// Messages accepted in the end, at the first attempt or after retrying: what delivery is
+    /// measured against.
+    pub fn accepted_in_the_end(&self) -> u64 {
+        self.accepted + self.accepted_after_retry
+    }
 }
 
 /// Where throttling began in a cell.
@@ -301,11 +312,13 @@ pub fn analyse(data: &RunData) -> Summary {
         .iter()
         .map(|p| (p.name.as_str(), p.started_ms))
         .collect();
-    let obs_by_attempt: BTreeMap<&str, &ObservationRecord> = data
-        .observations
-        .iter()
-        .filter_map(|o| o.attempt_id.as_deref().map(|a| (a, o)))
-        .collect();
+    // One observation per recipient: a message to two mailboxes has two.
+    let mut obs_by_attempt: BTreeMap<&str, Vec<&ObservationRecord>> = BTreeMap::new();
+    for o in &data.observations {
+        if let Some(a) = o.attempt_id.as_deref() {
+            obs_by_attempt.entry(a).or_default().push(o);
+        }
+    }
     let observed = data.observed;
 
     // Group attempts by seq to find each message's first and final attempt.
@@ -391,22 +404,30 @@ pub fn analyse(data: &RunData) -> Summary {
             .iter()
             .find(|a| a.outcome == OutcomeClass::Accepted)
         {
-            if let Some(o) = obs_by_attempt.get(acc.attempt_id.as_str()) {
-                match o.status {
-                    ObservationStatus::Found => {
-                        c.delivered += 1;
-                        match o.folder {
-                            Some(FolderKind::Junk) => c.junk += 1,
-                            Some(FolderKind::Inbox) => c.inbox += 1,
-                            _ => {}
-                        }
-                        if let Some(l) = o.latency_ms {
-                            cell_lat[ci].push(l);
-                            latencies_all.push(l);
-                        }
+            if let Some(copies) = obs_by_attempt.get(acc.attempt_id.as_str()) {
+                let found: Vec<&&ObservationRecord> = copies
+                    .iter()
+                    .filter(|o| o.status == ObservationStatus::Found)
+                    .collect();
+                if copies
+                    .iter()
+                    .any(|o| o.status == ObservationStatus::Missing)
+                {
+                    // Delivered means every recipient's copy arrived.
+                    c.missing += 1;
+                } else if !found.is_empty() {
+                    c.delivered += 1;
+                    // One copy in Junk puts the message in Junk: that is what a customer sees.
+                    if found.iter().any(|o| o.folder == Some(FolderKind::Junk)) {
+                        c.junk += 1;
+                    } else if found.iter().any(|o| o.folder == Some(FolderKind::Inbox)) {
+                        c.inbox += 1;
                     }
-                    ObservationStatus::Missing => c.missing += 1,
-                    ObservationStatus::Anomaly => {}
+                    // The message is delivered when its last copy is.
+                    if let Some(l) = found.iter().filter_map(|o| o.latency_ms).reduce(f64::max) {
+                        cell_lat[ci].push(l);
+                        latencies_all.push(l);
+                    }
                 }
             } else if observed {
                 c.missing += 1;
@@ -497,6 +518,7 @@ pub fn analyse(data: &RunData) -> Summary {
     let trace_check = data.trace.as_ref().map(|t| cross_check(&data.attempts, t));
     let pass = !run.interrupted
         && run.error.is_none()
+        && data.problems.is_empty()
         && expectations.iter().all(|v| v.passed)
         && trace_check.as_ref().is_none_or(|t| t.agreed);
     let phases = run
@@ -532,6 +554,7 @@ pub fn analyse(data: &RunData) -> Summary {
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         interrupted: run.interrupted,
         error: run.error.clone(),
+        record_problems: data.problems.clone(),
         senders: plan
             .senders
             .iter()
@@ -566,9 +589,11 @@ fn deltas(plan: &Plan, cells: &[CellStats]) -> Vec<Delta> {
             continue;
         }
         for b in cells.iter().filter(|c| c.phase == before.name) {
+            // A side that sent nothing has no rate: 0% would read as a measurement.
             if let Some(a) = cells
                 .iter()
                 .find(|c| c.phase == after.name && c.sender == b.sender && c.tls == b.tls)
+                .filter(|a| a.sent > 0 && b.sent > 0)
             {
                 out.push(Delta {
                     sender: b.sender.clone(),
@@ -695,7 +720,11 @@ fn evaluate(
             Some((
                 x,
                 s,
-                format!("{} of {} accepted were delivered", c.delivered, c.accepted),
+                format!(
+                    "{} of {} accepted were delivered",
+                    c.delivered,
+                    c.accepted_in_the_end()
+                ),
             ))
         }
         Metric::Junk => {
@@ -711,7 +740,11 @@ fn evaluate(
             Some((
                 x,
                 s,
-                format!("{} of {} accepted were missing", c.missing, c.accepted),
+                format!(
+                    "{} of {} accepted were missing",
+                    c.missing,
+                    c.accepted_in_the_end()
+                ),
             ))
         }
         Metric::AcceptedRate => ratio(c.accepted, c.sent, "accepted", "sent were"),
@@ -724,8 +757,19 @@ fn evaluate(
             "refused for lack of TLS",
             "sent were",
         ),
-        Metric::DeliveredRate => ratio(c.delivered, c.accepted, "delivered", "accepted were"),
-        Metric::MissingRate => ratio(c.missing, c.accepted, "missing", "accepted were"),
+        // Retried messages accepted later were delivered too: measure against all accepted.
+        Metric::DeliveredRate => ratio(
+            c.delivered,
+            c.accepted_in_the_end(),
+            "delivered",
+            "accepted were",
+        ),
+        Metric::MissingRate => ratio(
+            c.missing,
+            c.accepted_in_the_end(),
+            "missing",
+            "accepted were",
+        ),
         Metric::JunkRate => ratio(c.junk, c.delivered, "in Junk", "delivered were"),
         Metric::InboxRate => ratio(c.inbox, c.delivered, "in the Inbox", "delivered were"),
         Metric::LatencyP50 => c.latency_p50_ms.map(|l| {
@@ -792,7 +836,7 @@ fn evaluate(
         (_, value) => match numeric {
             None => {
                 v.detail = match check.metric {
-                    m if m.needs_observation() && c.accepted == 0 => {
+                    m if m.needs_observation() && c.accepted_in_the_end() == 0 => {
                         "no message was accepted, so there is nothing to measure".into()
                     }
                     m if m.needs_observation() => "no delivered message to measure".into(),

@@ -78,6 +78,9 @@ pub fn render_html(s: &Summary) -> String {
     if let Some(e) = &s.error {
         let _ = writeln!(o, "<p><b>Error:</b> {}</p>", esc(e));
     }
+    for problem in &s.record_problems {
+        let _ = writeln!(o, "<p><b>Record problem:</b> {}</p>", esc(problem));
+    }
 
     let _ = writeln!(o, "<h2>Phases</h2><ul>");
     for p in &s.phases {
@@ -107,6 +110,9 @@ pub fn render_html(s: &Summary) -> String {
                     let _ = write!(o, "; <b>did not take effect</b> before the deadline");
                 }
                 _ => {}
+            }
+            if let Some(e) = &c.error {
+                let _ = write!(o, "; <b>error:</b> {}", esc(e));
             }
         }
         let _ = writeln!(o, "</li>");
@@ -201,6 +207,13 @@ pub fn render_html(s: &Summary) -> String {
             }
             let _ = writeln!(o, "</ul>");
         }
+    }
+    if s.anomalies > 0 {
+        let _ = writeln!(
+            o,
+            "<p><b>{} message(s)</b> of this run were found that no attempt says was accepted (anomalies).</p>",
+            s.anomalies
+        );
     }
     let _ = writeln!(o, "<h2>Next steps</h2><ul>");
     for step in next_steps(s) {

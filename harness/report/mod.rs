@@ -87,6 +87,12 @@ pub fn next_steps(s: &Summary) -> Vec<String> {
             steps.push("The attempt records and the simulator's message trace disagree: see the trace check; this is a harness or simulator bug worth filing.".into());
         }
     }
+    if !s.record_problems.is_empty() {
+        steps.push(format!(
+            "The run's records are incomplete ({}); its numbers cannot be trusted: re-run it.",
+            s.record_problems.join("; ")
+        ));
+    }
     if s.interrupted {
         let unsent: u64 = s.cells.iter().map(|c| c.unsent).sum();
         steps.push(if unsent > 0 {
@@ -144,10 +150,13 @@ pub fn render_markdown(s: &Summary) -> String {
         s.expectations.len()
     );
     if let Some(e) = &s.error {
-        let _ = writeln!(o, "- Error: {e}");
+        let _ = writeln!(o, "- Error: {}", md_text(e));
+    }
+    for problem in &s.record_problems {
+        let _ = writeln!(o, "- Record problem: {}", md_text(problem));
     }
     if !s.description.is_empty() {
-        let _ = writeln!(o, "\n{}", s.description.trim());
+        let _ = writeln!(o, "\n{}", md_text(s.description.trim()));
     }
     let _ = writeln!(o, "\n## Phases\n");
     for p in &s.phases {
@@ -174,7 +183,7 @@ pub fn render_markdown(s: &Summary) -> String {
                 }
             }
             if let Some(e) = &c.error {
-                let _ = write!(o, "; error: {e}");
+                let _ = write!(o, "; error: {}", md_text(e));
             }
         }
         let _ = writeln!(o);
@@ -294,6 +303,14 @@ pub fn render_markdown(s: &Summary) -> String {
     o
 }
 
+/// Free text (a description, an error) for Markdown: angle brackets escaped, so that text from a
+/// file or a server cannot become HTML where the Markdown is rendered.
+fn md_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// Escapes text for XML attributes and content.
 pub fn xml_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -313,9 +330,20 @@ pub fn xml_escape(s: &str) -> String {
 
 /// JUnit XML: one test case per expectation, failures quoting the numbers.
 pub fn render_junit(s: &Summary) -> String {
-    let failures = s.expectations.iter().filter(|v| !v.passed).count();
+    // The run itself is a test case: an interrupted run, one that could not finish, or one with
+    // damaged records must not look green in CI because its expectations happened to hold.
+    let mut run_faults = Vec::new();
+    if s.interrupted {
+        run_faults.push("the run was interrupted".to_string());
+    }
+    if let Some(e) = &s.error {
+        run_faults.push(format!("the run could not finish: {e}"));
+    }
+    run_faults.extend(s.record_problems.iter().cloned());
+    let failures =
+        s.expectations.iter().filter(|v| !v.passed).count() + usize::from(!run_faults.is_empty());
     let trace_fail = s.trace_check.as_ref().is_some_and(|t| !t.agreed);
-    let tests = s.expectations.len() + usize::from(s.trace_check.is_some());
+    let tests = s.expectations.len() + usize::from(s.trace_check.is_some()) + 1;
     let mut o = String::new();
     let _ = writeln!(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     let _ = writeln!(
@@ -343,6 +371,23 @@ pub fn render_junit(s: &Summary) -> String {
         );
     }
     let _ = writeln!(o, "    </properties>");
+    let _ = write!(
+        o,
+        "    <testcase classname=\"{}.run\" name=\"the run completed with intact records\"",
+        xml_escape(&s.scenario)
+    );
+    if run_faults.is_empty() {
+        let _ = writeln!(o, "/>");
+    } else {
+        let _ = writeln!(o, ">");
+        let _ = writeln!(
+            o,
+            "      <failure message=\"{}\">{}</failure>",
+            xml_escape(&run_faults[0]),
+            xml_escape(&run_faults.join("\n"))
+        );
+        let _ = writeln!(o, "    </testcase>");
+    }
     for v in &s.expectations {
         let class = format!("{}.{}.{}.{}", s.scenario, v.phase, v.sender, v.tls);
         let _ = write!(
