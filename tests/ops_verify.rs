@@ -218,3 +218,35 @@ fn an_ip_not_bound_here_fails_without_sending() {
     assert!(s["bind_error"].as_str().unwrap().contains("not assigned"));
     assert!(s.get("with_tls").is_none());
 }
+
+/// The connector `mailharness connector` recommends requires TLS, so plain text from the IPs is
+/// refused for lack of TLS. verify must count that refusal as the intended result, not a failure.
+#[test]
+fn verify_passes_when_a_tls_requiring_connector_refuses_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtin = std::fs::read_to_string("scenarios/targets/sim.toml").unwrap();
+    let target = dir.path().join("with-connector.toml");
+    std::fs::write(
+        &target,
+        format!(
+            "{builtin}\n[[simulator.connectors.initial]]\nname = \"Trusted Mail Connector\"\n\
+             sender_ips = [\"127.0.0.2\", \"127.0.0.3\"]\nrequire_tls = true\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .args(["verify", "--target"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text.matches("refused for lack of TLS, as a connector that requires TLS should")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(!text.contains("FAIL"), "{text}");
+}

@@ -85,6 +85,13 @@ impl SendCheck {
     pub fn ok(&self) -> bool {
         self.outcome == OutcomeClass::Accepted && self.observed.as_deref() != Some("missing")
     }
+
+    /// Whether plain text was refused for lack of TLS: what an inbound connector with
+    /// `-RequireTls $true` does ("Reject email messages if they aren't sent over TLS", reference
+    /// "Inbound connectors"). That is the configuration `connector` recommends, so it passes.
+    pub fn refused_for_lack_of_tls(&self) -> bool {
+        self.tls_mode == TlsMode::None && self.outcome == OutcomeClass::TlsRequired
+    }
 }
 
 /// Everything found out about one sending IP.
@@ -383,7 +390,10 @@ pub async fn verify_with(
     for res in &mut results {
         res.passed = res.bound
             && res.with_tls.as_ref().is_some_and(SendCheck::ok)
-            && res.without_tls.as_ref().is_some_and(SendCheck::ok);
+            && res
+                .without_tls
+                .as_ref()
+                .is_some_and(|c| c.ok() || c.refused_for_lack_of_tls());
     }
     let mut report = VerifyReport {
         schema: VERIFY_SCHEMA,
@@ -680,6 +690,16 @@ impl VerifyReport {
             }
             for c in [&r.with_tls, &r.without_tls].into_iter().flatten() {
                 if c.ok() {
+                    continue;
+                }
+                if c.refused_for_lack_of_tls() {
+                    let _ = writeln!(
+                        o,
+                        "\n{} {} {}: refused for lack of TLS, as a connector that requires TLS should (not a failure)",
+                        r.role,
+                        r.ip,
+                        mode_words(c.tls_mode)
+                    );
                     continue;
                 }
                 let _ = writeln!(
