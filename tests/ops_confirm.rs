@@ -89,7 +89,7 @@ fn confirm_before_and_after_the_connector() {
         assert!(after.ok);
         assert!(
             after.verdict.starts_with(&format!(
-                "Accepted by Microsoft 365 over TLS {} from 127.0.0.2; your connector is working",
+                "Accepted by Microsoft 365 over TLS {} from 127.0.0.2; connector \"Trusted Mail Connector\" matched: your connector is working",
                 after.tls_version.as_deref().unwrap()
             )),
             "{}",
@@ -175,8 +175,21 @@ fn the_cli_confirms_against_the_built_in_simulator() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The default simulator lets a fresh IP's first messages through without a connector.
+    // The default simulator lets a fresh IP's first messages through without a connector, and
+    // its trace says no connector matched: the next step is to add the IP, not "nothing to do".
     assert_eq!(v["outcome"], "accepted");
+    let verdict = v["verdict"].as_str().unwrap();
+    assert!(
+        verdict.contains("no inbound connector matched"),
+        "{verdict}"
+    );
+    assert!(
+        v["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("add 127.0.0.2 to the inbound connector"),
+        "{v}"
+    );
     assert_eq!(v["to"], "q***@contoso.example");
     let files: Vec<_> = std::fs::read_dir(out_dir.path()).unwrap().collect();
     assert_eq!(files.len(), 2);
@@ -216,6 +229,27 @@ fn the_cli_confirms_against_the_built_in_simulator() {
             "{err}"
         );
     }
+
+    // A report directory that cannot be created is refused before the customer is mailed.
+    let not_a_dir = out_dir.path().join("a-file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let out = confirm_cli([
+        "--to",
+        "qa2@contoso.example",
+        "--report-dir",
+        not_a_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--report-dir") && err.contains("give a directory path"),
+        "{err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing was sent: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // The guard rails hold: no test mail to a domain the target does not allow.
     let out = confirm_cli(["--to", "someone@elsewhere.example"]);

@@ -115,9 +115,16 @@ fn verdict(rec: &AttemptRecord, reply_text: Option<&str>) -> (String, String) {
             Some(t) => format!("over {}", tls_words(&t.version)),
             None => "without TLS".into(),
         };
+        // Microsoft 365 also accepts mail from an IP no connector lists, until it throttles it,
+        // and no header names the connector that matched (reference "Headers"): acceptance
+        // alone does not prove the connector. The simulator's trace can, and confirm_with says so.
         return (
-            format!("Accepted by Microsoft 365 {how} from {ip}; your connector is working"),
-            "Nothing to do. Keep the reference id if you contact support.".into(),
+            format!("Accepted by Microsoft 365 {how} from {ip}"),
+            "Nothing to do for this message; keep the reference id if you contact support. \
+             Microsoft 365 does not say which connector matched, so one accepted message does not \
+             by itself prove the connector: if mail from this IP was throttled before, it shows the \
+             connector helps."
+                .into(),
         );
     }
     let Some(d) = &rec.reply else {
@@ -187,7 +194,7 @@ pub async fn confirm_with(
         let _ = write!(s, " {}", d.text);
         redact(&s, to)
     });
-    let (mut verdict, next_step) = verdict(&rec, reply_text.as_deref());
+    let (mut verdict, mut next_step) = verdict(&rec, reply_text.as_deref());
     let mut arrival = None;
     let mut connector = None;
     if rec.outcome == OutcomeClass::Accepted {
@@ -203,11 +210,25 @@ pub async fn confirm_with(
                     .is_some_and(|m| m.trim_matches(['<', '>']) == mid)
             }) {
                 connector = t.connector.clone();
-                if connector.is_none() {
-                    // The receiver says no connector matched: acceptance proves nothing about it.
-                    if let Some(cut) = verdict.find("; your connector is working") {
-                        verdict.truncate(cut);
-                        verdict.push_str(", but no inbound connector matched this IP: it is not throttled yet, and may be once its volume grows");
+                match &connector {
+                    Some(name) => {
+                        let _ = write!(
+                            verdict,
+                            "; connector \"{name}\" matched: your connector is working"
+                        );
+                        next_step =
+                            "Nothing to do. Keep the reference id if you contact support.".into();
+                    }
+                    None => {
+                        let _ = write!(
+                            verdict,
+                            ", but no inbound connector matched this IP: it is not throttled yet, and may be once its volume grows"
+                        );
+                        next_step = format!(
+                            "Ask the customer's administrator to add {} to the inbound connector \
+                             (`mailharness connector` prints the steps), then run confirm again.",
+                            rec.source_ip
+                        );
                     }
                 }
                 arrival = Some(match t.deliveries.first() {
@@ -262,6 +283,16 @@ pub async fn confirm_with(
 /// Confirms against a target: the simulator (started in-process for the duration) or a tenant.
 pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmReport, OpsError> {
     super::check_guard(t, &opts.to)?;
+    // Before sending: a report that cannot be written after the customer got the message would
+    // lose the verdict, and running again would mail them twice.
+    if let Some(dir) = &opts.report_dir {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            OpsError::Config(format!(
+                "--report-dir {}: cannot create this directory ({e}); give a directory path",
+                dir.display()
+            ))
+        })?;
+    }
     let from_ip = match opts.from_ip {
         Some(ip) => ip,
         None => super::senders(t)
