@@ -226,9 +226,9 @@ fn build(
             }
             meaning.push('.');
             let action = match digit {
-                4 => "The sending server should keep retrying with backoff. If it persists for hours, send the full bounce message to support.",
-                5 => "Retrying unchanged will not help. Send the full bounce message to support so the reply text can be investigated.",
-                _ => "Send the full bounce message to support.",
+                4 => "The sending server should keep retrying with backoff. If it persists for hours, escalate with the full bounce and the reference id.",
+                5 => "Retrying unchanged will not help. Read the reply text after the code: Microsoft 365 usually names the rule or list that refused the message there. If it does not, escalate with the full bounce and the reference id.",
+                _ => "Read the reply text after the code for the receiver's reason; if it gives none, escalate with the full bounce and the reference id.",
             };
             Explanation {
                 title: "Unknown".into(),

@@ -387,7 +387,9 @@ mod tests {
             ("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", OutcomeClass::Rejected, Some("recipient-not-found"), None),
             ("432 4.3.2 STOREDRV.Deliver; recipient thread limit exceeded", OutcomeClass::Deferred, Some("mailbox-thread-limit"), None),
             ("451 5.7.3 STARTTLS is required to send mail", OutcomeClass::TlsRequired, Some("tls-required"), None),
-            ("530 5.7.0 Must issue a STARTTLS command first", OutcomeClass::TlsRequired, Some("tls-required"), None),
+            ("530 5.7.0 Must issue a STARTTLS command first", OutcomeClass::TlsRequired, Some("starttls-first"), None),
+            // Any other 5.7.0 is a policy refusal, not a TLS requirement.
+            ("550 5.7.0 Local Policy Violation", OutcomeClass::Rejected, None, None),
             ("421 4.3.2 Service not available", OutcomeClass::Deferred, None, None),
             ("554 5.6.0 Something nobody documented", OutcomeClass::Rejected, None, None),
             ("450 Mailbox busy", OutcomeClass::Deferred, None, None),
