@@ -538,7 +538,8 @@ impl Policy {
     }
 
     /// (a restricting connector that excludes this IP, the name and require-TLS setting of the
-    /// first enabled connector matching it). Only these are copied out: this runs per RCPT.
+    /// enabled connector matching it, one requiring TLS first). Only these are copied out: this
+    /// runs per RCPT.
     fn connectors_for(
         &self,
         ip: Option<Ipv4Addr>,
@@ -557,8 +558,12 @@ impl Policy {
             }
             let inside = ip.is_some_and(|ip| c.covers_ip(ip));
             if inside {
-                if matched.is_none() {
-                    matched = Some((c.name.clone(), c.require_tls == Some(true)));
+                // Several may match: the strictest wins, so that a connector without a TLS
+                // requirement never cancels one with it (a choice: the reference does not say
+                // how EOP picks among overlapping connectors).
+                let tls = c.require_tls == Some(true);
+                if matched.as_ref().is_none_or(|(_, t)| tls && !t) {
+                    matched = Some((c.name.clone(), tls));
                 }
             } else if c.restrict_domains_to_ips && restricting.is_none() {
                 restricting = Some(c.name.clone());
@@ -961,6 +966,29 @@ mod tests {
         p.create_connector(c, t0).unwrap();
         let v = p.evaluate_rcpt(&input("127.0.0.2", false, "qa1@contoso.example"), at);
         assert_eq!(v.rule, Rule::ThrottleTokenTaken);
+    }
+
+    #[test]
+    fn of_overlapping_connectors_the_one_requiring_tls_applies() {
+        // "A open" sorts first and does not require TLS; "B strict" does. Plain text must still
+        // be refused, whatever the names' order.
+        let (p, t0) = policy();
+        let mut open = connector(false, false);
+        open.name = "A open".into();
+        let mut strict = connector(true, false);
+        strict.name = "B strict".into();
+        p.create_connector(open, t0).unwrap();
+        p.create_connector(strict, t0).unwrap();
+        let at = t0 + Duration::from_secs(3);
+        let v = p.evaluate_rcpt(&input("127.0.0.2", false, "qa1@contoso.example"), at);
+        assert_eq!(v.decision, Decision::TlsRequired);
+        assert_eq!(
+            p.matching_connector(ip("127.0.0.2"), "platform.example", at)
+                .as_deref(),
+            Some("B strict")
+        );
+        let v = p.evaluate_rcpt(&input("127.0.0.2", true, "qa1@contoso.example"), at);
+        assert_eq!(v.decision, Decision::Accepted);
     }
 
     #[test]

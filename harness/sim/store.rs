@@ -546,8 +546,10 @@ pub fn stamp(s: &StampInput<'_>) -> String {
     } else {
         ("pass", "pass reason=100")
     };
+    // Reference "Headers": CAT is HSPM for high-confidence spam (SCL 9), SPM otherwise.
     let (sfv, cat, dest) = if s.junk {
-        ("SPM", "SPM", "dest:J;RF:JunkEmail;")
+        let cat = if s.scl >= 9 { "HSPM" } else { "SPM" };
+        ("SPM", cat, "dest:J;RF:JunkEmail;")
     } else {
         ("NSPM", "NONE", "dest:I;")
     };
@@ -582,6 +584,32 @@ pub fn stamp(s: &StampInput<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn high_confidence_junk_is_categorised_hspm() {
+        let at = chrono::Utc::now();
+        let input = |scl: u8, junk: bool| StampInput {
+            helo: "mta.platform.example",
+            ip: "127.0.0.2",
+            tls: None,
+            fqdn: "BN8NAM12FT033.mail.protection.outlook.com",
+            auth_source: "BN8NAM12FT033.eop-nam12.prod.protection.outlook.com",
+            received_at: at,
+            network_message_id: "00000000-0000-0000-0000-000000000000",
+            tenant_id: "00000000-0000-0000-0000-000000000001",
+            sender_domain: "platform.example",
+            spf_none: false,
+            scl,
+            junk,
+            add_message_id: None,
+        };
+        assert!(
+            stamp(&input(9, true)).contains("SCL:9;")
+                && stamp(&input(9, true)).contains("CAT:HSPM;")
+        );
+        assert!(stamp(&input(5, true)).contains("CAT:SPM;"));
+        assert!(stamp(&input(1, false)).contains("CAT:NONE;"));
+    }
 
     #[test]
     fn strips_org_headers_with_continuations_and_finds_fields() {
