@@ -67,9 +67,10 @@ pub fn powershell_for(action: ConnectorAction, c: &ConnectorParams) -> String {
         ConnectorAction::Create => format!(
             "New-InboundConnector -Name {name} -ConnectorType Partner -SenderDomains * -SenderIPAddresses {ips} -RequireTls {tls}{restrict} -Enabled $true"
         ),
+        // Without the restriction asked for, the parameter is left out: `$false` would silently
+        // lift a restriction the tenant already has.
         ConnectorAction::Update => format!(
-            "Set-InboundConnector -Identity {name} -SenderIPAddresses {ips} -RequireTls {tls} -RestrictDomainsToIPAddresses {}",
-            ps_bool(c.restrict_domains_to_ips)
+            "Set-InboundConnector -Identity {name} -SenderIPAddresses {ips} -RequireTls {tls}{restrict}"
         ),
         ConnectorAction::Enable => format!("Set-InboundConnector -Identity {name} -Enabled $true"),
         ConnectorAction::Disable => format!("Set-InboundConnector -Identity {name} -Enabled $false"),
@@ -96,9 +97,14 @@ pub fn admin_center_steps_for(action: ConnectorAction, c: &ConnectorParams) -> V
                 format!("Identify the partner by \"the IP address of the sending server matches one of the following IP addresses\": {ips}. Next."),
             ];
             s.push(if c.require_tls {
-                "Security restrictions: check \"Reject email messages if they aren't sent over Transport Layer Security (TLS)\". Next.".to_string()
+                "Security restrictions: check \"Reject email messages if they aren't sent over Transport Layer Security (TLS)\".".to_string()
             } else {
-                "Security restrictions: leave \"Reject email messages if they aren't sent over TLS\" unchecked. Next.".to_string()
+                "Security restrictions: leave \"Reject email messages if they aren't sent over TLS\" unchecked.".to_string()
+            });
+            s.push(if c.restrict_domains_to_ips {
+                "Also check \"Reject email messages if they aren't sent from within this IP address range\" (the PowerShell's -RestrictDomainsToIPAddresses). Next.".to_string()
+            } else {
+                "Leave \"Reject email messages if they aren't sent from within this IP address range\" unchecked. Next.".to_string()
             });
             s.push(
                 "Review and \"Create connector\". It can take a few minutes to take effect."
@@ -120,6 +126,11 @@ pub fn admin_center_steps_for(action: ConnectorAction, c: &ConnectorParams) -> V
                     "unchecked"
                 }
             ),
+            if c.restrict_domains_to_ips {
+                "Check \"Reject email messages if they aren't sent from within this IP address range\".".to_string()
+            } else {
+                "Leave \"Reject email messages if they aren't sent from within this IP address range\" as it is.".to_string()
+            },
             "Save.".to_string(),
         ],
         ConnectorAction::Enable | ConnectorAction::Disable => vec![
@@ -506,6 +517,28 @@ mod tests {
         let mut c = change(ConnectorAction::Create);
         c.connector_name = "O'Brien".into();
         assert!(powershell(&c).contains("-Name 'O''Brien'"));
+        // An update never lifts an IP restriction the tenant has; it sets one only when asked.
+        assert!(
+            !powershell(&change(ConnectorAction::Update)).contains("RestrictDomainsToIPAddresses")
+        );
+        let mut c = change(ConnectorAction::Update);
+        c.restrict_domains_to_ips = true;
+        assert!(powershell(&c).ends_with("-RequireTls $true -RestrictDomainsToIPAddresses $true"));
+    }
+
+    #[test]
+    fn the_wizard_steps_match_the_powershell_on_the_ip_restriction() {
+        let range = "Reject email messages if they aren't sent from within this IP address range";
+        for action in [ConnectorAction::Create, ConnectorAction::Update] {
+            let mut c = change(action);
+            c.restrict_domains_to_ips = true;
+            let steps = admin_center_steps(&c).join("\n");
+            assert!(steps.contains(&format!("heck \"{range}\"")), "{steps}");
+            assert!(powershell(&c).contains("-RestrictDomainsToIPAddresses $true"));
+            c.restrict_domains_to_ips = false;
+            let steps = admin_center_steps(&c).join("\n");
+            assert!(!steps.contains(&format!("heck \"{range}\"")), "{steps}");
+        }
     }
 
     #[test]
