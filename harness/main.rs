@@ -478,7 +478,7 @@ fn print_verdict(s: &mailharness::analysis::Summary, run_dir: &Path) {
         s.scenario,
         s.run_id
     );
-    let unsent: u64 = s.cells.iter().map(|c| c.unsent).sum();
+    let unsent = s.unsent();
     if unsent > 0 {
         println!(
             "  {unsent} planned messages were never sent; expectations on them could not hold"

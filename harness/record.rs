@@ -508,12 +508,14 @@ pub fn read_jsonl_noting_torn<T: serde::de::DeserializeOwned>(
         path: path.to_path_buf(),
         source,
     })?;
-    let complete = bytes.is_empty() || bytes.ends_with(b"\n");
+    if bytes.is_empty() {
+        return Ok((Vec::new(), None));
+    }
+    let complete = bytes.ends_with(b"\n");
     let lines: Vec<&[u8]> = bytes
         .strip_suffix(b"\n")
         .unwrap_or(&bytes)
         .split(|&b| b == b'\n')
-        .filter(|_| !bytes.is_empty())
         .collect();
     let mut out = Vec::with_capacity(lines.len());
     let mut torn = None;

@@ -170,6 +170,13 @@ pub struct CellStats {
     pub tokens: BTreeMap<String, u64>,
 }
 
+impl Summary {
+    /// Planned messages the run never sent (it was interrupted), over every cell.
+    pub fn unsent(&self) -> u64 {
+        self.cells.iter().map(|c| c.unsent).sum()
+    }
+}
+
 impl CellStats {
     /// Messages accepted in the end, at the first attempt or after retrying: what delivery is
     /// measured against.

@@ -94,7 +94,7 @@ pub fn next_steps(s: &Summary) -> Vec<String> {
         ));
     }
     if s.interrupted {
-        let unsent: u64 = s.cells.iter().map(|c| c.unsent).sum();
+        let unsent = s.unsent();
         steps.push(if unsent > 0 {
             format!("The run was interrupted: {unsent} planned messages were never sent and are left out of every count; re-run it to get complete numbers.")
         } else {

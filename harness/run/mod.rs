@@ -291,7 +291,8 @@ async fn observe_step(
 }
 
 /// The simulator's IMAP side for the harness itself: STARTTLS on its loopback port, trusting its
-/// CA, logging in with the run's generated password file.
+/// CA, logging in with each mailbox's own password source (the run's generated file, unless the
+/// tenant file gave it one: see `provision_sim_password`).
 fn sim_imap_target(
     s: &sim::SimHandle,
     run_dir: &Path,
@@ -301,7 +302,6 @@ fn sim_imap_target(
     };
     let ca = sim_dir(run_dir).join("tls").join("ca.pem");
     let tls = observe::tls_config(Some(&ca)).map_err(|e| e.to_string())?;
-    let password = observe::SecretSource::File(sim_password_file(run_dir));
     Ok(Some(observe::ImapTarget {
         connect: observe::ConnectOptions {
             host: addr.ip().to_string(),
@@ -311,17 +311,19 @@ fn sim_imap_target(
             timeout: observe::DEFAULT_COMMAND_TIMEOUT,
         },
         auth: observe::AuthMethod::Login,
-        // A mailbox the tenant file gives its own password keeps it; the rest have the run's.
         mailboxes: s
             .config()
             .mailboxes
             .iter()
             .map(|m| {
                 let address = m.address.to_ascii_lowercase();
-                let source = match (&m.password_env, &m.password_file) {
-                    (Some(var), _) => observe::SecretSource::Env(var.clone()),
-                    (None, Some(file)) => observe::SecretSource::File(file.clone()),
-                    (None, None) => password.clone(),
+                let source = match &m.password_env {
+                    Some(var) => observe::SecretSource::Env(var.clone()),
+                    None => observe::SecretSource::File(
+                        m.password_file
+                            .clone()
+                            .unwrap_or_else(|| sim_password_file(run_dir)),
+                    ),
                 };
                 observe::MailboxAccess {
                     login: address.clone(),

@@ -469,15 +469,7 @@ async fn worker(
             None => {
                 // Cut short: the connection is mid-command, so it cannot be reused.
                 slot = None;
-                // Stopped during QUIT, the message's fate is already known (an accepted message
-                // must stay accepted, or observation would call its copy an anomaly).
-                if log.outcome.is_none() {
-                    log.outcome = Some(OutcomeClass::Interrupted);
-                    log.error = Some("run interrupted while this attempt was in flight".into());
-                }
-                if log.started.is_none() {
-                    log.started = Some(Instant::now());
-                }
+                log.cut_short();
                 message_id(&ctx.run_id, &meta.seq, meta.attempt, &ctx.helo)
             }
         };

@@ -89,6 +89,19 @@ impl AttemptLog {
         self.outcome = Some(outcome);
         self.error = Some(error.into());
     }
+
+    /// Ends an attempt cut short by a stop: `interrupted`, unless its fate was already known (a
+    /// message accepted before a stop during QUIT stays accepted, or observation would call its
+    /// copy an anomaly).
+    pub(crate) fn cut_short(&mut self) {
+        if self.outcome.is_none() {
+            self.fault(
+                OutcomeClass::Interrupted,
+                "run interrupted while this attempt was in flight",
+            );
+        }
+        self.start();
+    }
 }
 
 /// Builds the record from what the meta said and what the log found.
@@ -810,11 +823,8 @@ pub async fn send_one_until(
             } => true,
         }
     };
-    // As in a burst: cut short, it is `interrupted` unless its fate was already known.
-    if cut && log.outcome.is_none() {
-        log.outcome = Some(OutcomeClass::Interrupted);
-        log.error = Some("run interrupted while this attempt was in flight".into());
-        log.start();
+    if cut {
+        log.cut_short();
     }
     finish(ctx, &meta, log, dest_for(ctx, meta.tls_mode), mid)
 }
