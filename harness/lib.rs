@@ -15,3 +15,4 @@ pub mod scenario;
 pub mod send;
 pub mod signal;
 pub mod sim;
+pub mod text;

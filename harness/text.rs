@@ -1,0 +1,56 @@
+//! Text that came from outside (server replies, pasted bounces, file contents) on its way to a
+//! terminal or a Markdown file: control characters are shown, never obeyed.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+/// Whether a character must not reach a terminal raw: C0 and C1 controls, DEL, and the Unicode
+/// bidirectional overrides that reorder what a reader sees.
+fn is_unsafe(c: char, keep_newlines: bool) -> bool {
+    (c.is_control() && !(keep_newlines && (c == '\n' || c == '\t')))
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn escape(s: &str, keep_newlines: bool) -> Cow<'_, str> {
+    if !s.chars().any(|c| is_unsafe(c, keep_newlines)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !is_unsafe(c, keep_newlines) {
+            out.push(c);
+        } else if (c as u32) < 0x100 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// One line of outside text made safe to print: every control character (line breaks included)
+/// becomes a visible escape such as `\x1b`.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    escape(s, false)
+}
+
+/// Multi-line outside text made safe to print: line breaks and tabs stay, every other control
+/// character becomes a visible escape.
+pub fn printable_lines(s: &str) -> Cow<'_, str> {
+    escape(s, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_are_shown_not_obeyed() {
+        assert_eq!(printable("\x1b]0;pwned\x07ok"), "\\x1b]0;pwned\\x07ok");
+        assert_eq!(printable("a\nb"), "a\\x0ab");
+        assert_eq!(printable_lines("a\nb\x1b[2J"), "a\nb\\x1b[2J");
+        assert_eq!(printable("\u{9b}31m"), "\\x9b31m");
+        assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
+        assert!(matches!(printable("plain text"), Cow::Borrowed(_)));
+    }
+}
