@@ -145,6 +145,10 @@ enum Command {
         /// A bounce message or RFC 3464 DSN file ("-" for stdin).
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The host that sent the reply, when the text does not name it (for example the
+        /// recipient's MX: a tenant's `*.mail.protection.outlook.com` or consumer Outlook.com).
+        #[arg(long)]
+        host: Option<String>,
         /// Print the explanation as JSON.
         #[arg(long)]
         json: bool,
@@ -239,7 +243,12 @@ fn main() -> ExitCode {
             ),
             Err(code) => code,
         },
-        Command::Explain { reply, file, json } => ops_explain(&reply, file.as_deref(), json),
+        Command::Explain {
+            reply,
+            file,
+            host,
+            json,
+        } => ops_explain(&reply, file.as_deref(), host.as_deref(), json),
         Command::Connector {
             target,
             current,
@@ -742,7 +751,7 @@ fn read_input(flag: &str, path: &Path) -> Result<Vec<u8>, ExitCode> {
 }
 
 /// `mailharness explain`: a reply argument, a file, or stdin.
-fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
+fn ops_explain(reply: &[String], file: Option<&Path>, host: Option<&str>, json: bool) -> ExitCode {
     let (input, name): (Vec<u8>, String) = if !reply.is_empty() {
         (reply.join(" ").into_bytes(), "the argument".into())
     } else {
@@ -757,7 +766,7 @@ fn ops_explain(reply: &[String], file: Option<&Path>, json: bool) -> ExitCode {
             Err(code) => return code,
         }
     };
-    match mailharness::reply::explain_input(&input, &name) {
+    match mailharness::reply::explain_input_from(&input, &name, host) {
         Ok(r) => emit(json, &r, || r.render_text(), ExitCode::SUCCESS),
         Err(e) => {
             eprintln!("error: {e}");

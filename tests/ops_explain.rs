@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use mailharness::record::OutcomeClass;
-use mailharness::reply::{explain_input, ConnectorRole};
+use mailharness::reply::{explain_input, ConnectorAnswer as ConnectorRole, Context, Status};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mailharness"))
@@ -28,21 +28,22 @@ const SAMPLES: &[(&str, &str, ConnectorRole, OutcomeClass)] = &[
     ("451 4.7.500 Server busy. Please try again later from [192.0.2.2]. (S77714)", "ip-throttling", ConnectorRole::Helps, OutcomeClass::Throttled),
     ("451 4.7.500 Server busy. Please try again later from [192.0.2.2]. (S77719)", "ip-throttling", ConnectorRole::Helps, OutcomeClass::Throttled),
     ("451 4.7.650 The mail server [198.51.100.7] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com (S775) [Name=Protocol Filter Agent][AGT=PFA][MxId=11BB...]", "reputation-rate-limit", ConnectorRole::No, OutcomeClass::RateLimited),
-    ("451 4.7.700 PFA agent busy, please try again.", "pfa-busy", ConnectorRole::No, OutcomeClass::Deferred),
+    ("451 4.7.700 PFA agent busy, please try again.", "server-busy", ConnectorRole::No, OutcomeClass::Deferred),
     ("451 4.7.850 Access denied, please try again later", "suspicious-activity", ConnectorRole::No, OutcomeClass::Deferred),
     ("550 5.7.606 Access denied, banned sending IP [192.0.2.9]. To request removal from this list please visit https://sender.office.com/ and follow the directions. (AS16012609)", "banned-ip", ConnectorRole::No, OutcomeClass::Rejected),
     ("550 5.7.1 Service unavailable, Client host [192.0.2.9] blocked using Spamhaus. (AS3130)", "blocklist", ConnectorRole::No, OutcomeClass::Rejected),
     ("550 5.7.1 Service unavailable, Client host [192.0.2.9] blocked. (S3150)", "blocklist", ConnectorRole::No, OutcomeClass::Rejected),
-    ("550 5.7.51 TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set", "connector-restriction", ConnectorRole::Cause, OutcomeClass::Rejected),
-    ("550 5.7.64 TenantAttribution; Relay Access Denied", "tenant-attribution", ConnectorRole::No, OutcomeClass::Rejected),
+    ("550 5.7.51 TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set", "connector-restriction", ConnectorRole::FixExisting, OutcomeClass::Rejected),
+    ("550 5.7.64 TenantAttribution; Relay Access Denied", "tenant-attribution", ConnectorRole::FixExisting, OutcomeClass::Rejected),
     ("451 4.4.62 Mail sent to the wrong Office 365 region. ATTR35.", "wrong-region", ConnectorRole::No, OutcomeClass::Deferred),
     ("452 4.5.3 Too many recipients (AS780090)", "too-many-recipients", ConnectorRole::No, OutcomeClass::Deferred),
     ("452 4.5.3 Recipients belong to multiple regions ATTR38", "mixed-regions", ConnectorRole::No, OutcomeClass::Deferred),
-    ("550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "dbeb", ConnectorRole::No, OutcomeClass::Rejected),
-    ("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", "recipient-not-found", ConnectorRole::No, OutcomeClass::Rejected),
-    ("550 5.2.121 Recipient's per hour message receive limit from specific sender exceeded", "receive-limit", ConnectorRole::No, OutcomeClass::Rejected),
-    ("432 4.3.2 STOREDRV.Deliver; recipient thread limit exceeded", "mailbox-thread-limit", ConnectorRole::No, OutcomeClass::Deferred),
-    ("451 5.7.3 STARTTLS is required to send mail", "tls-required", ConnectorRole::Cause, OutcomeClass::TlsRequired),
+    ("550 5.4.1 Recipient address rejected: Access denied. AS(201806281)", "recipient-unknown", ConnectorRole::No, OutcomeClass::Rejected),
+    ("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", "recipient-unknown", ConnectorRole::No, OutcomeClass::Rejected),
+    ("550 5.2.121 Recipient's per hour message receive limit from specific sender exceeded", "mailbox-limit", ConnectorRole::No, OutcomeClass::Rejected),
+    ("432 4.3.2 STOREDRV.Deliver; recipient thread limit exceeded", "mailbox-limit", ConnectorRole::No, OutcomeClass::Deferred),
+    // Without a host it may be any Exchange endpoint (submission too); at a tenant's MX (test below) the connector is the cause.
+    ("451 5.7.3 STARTTLS is required to send mail", "tls-required", ConnectorRole::No, OutcomeClass::TlsRequired),
     // Postfix's rewritten form, exactly as the test bed's Postfix sends it.
     ("451 4.7.500 <unknown[127.0.0.3]>: Client host rejected: Server busy. Please try again later from [127.0.0.3]. (AS761)", "ip-throttling", ConnectorRole::Helps, OutcomeClass::Throttled),
     // Newer EOP trailer.
@@ -59,7 +60,13 @@ fn every_reference_sample_is_explained_from_the_knowledge_base() {
         assert_eq!(e.connector, Some(*role), "{line}");
         assert_eq!(e.outcome, *outcome, "{line}");
         assert!(
-            e.known && !e.meaning.is_empty() && !e.action.is_empty(),
+            e.known && !e.meaning.is_empty() && !e.support.is_empty() && !e.ops.is_empty(),
+            "{line}"
+        );
+        assert!(
+            e.source
+                .as_deref()
+                .is_some_and(|s| s.starts_with("https://")),
             "{line}"
         );
     }
@@ -69,11 +76,20 @@ fn every_reference_sample_is_explained_from_the_knowledge_base() {
 fn explain_and_the_send_engine_classify_alike() {
     for (line, ..) in SAMPLES {
         let reply = mailharness::reply::parse_reply_lines(&[*line]).unwrap();
-        let c = mailharness::reply::classify(&reply, false);
-        let e = mailharness::reply::explain(&reply);
+        let ctx = Context::default();
+        let c = mailharness::reply::classify(&reply, &ctx);
+        let e = mailharness::reply::explain(&Status::from(&reply), &ctx);
         assert_eq!(c.outcome, e.outcome, "{line}");
         assert_eq!(c.family, e.family.as_deref(), "{line}");
     }
+}
+
+#[test]
+fn tls_required_at_a_tenants_mx_is_the_connectors_doing() {
+    let raw = b"<alice@contoso.com>: host contoso-com.mail.protection.outlook.com[192.0.2.25] said: 451 5.7.3 STARTTLS is required to send mail (in reply to MAIL FROM command)";
+    let e = &explain_input(raw, "t").unwrap().items[0].explanation;
+    assert_eq!(e.family.as_deref(), Some("tls-required"));
+    assert_eq!(e.connector, Some(ConnectorRole::Cause));
 }
 
 #[test]
@@ -89,15 +105,15 @@ fn the_postfix_dsn_is_read_per_recipient() {
     assert_eq!(a.explanation.family.as_deref(), Some("ip-throttling"));
     assert_eq!(a.explanation.token.as_deref(), Some("AS761"));
     assert_eq!(
-        a.remote_mta.as_deref(),
+        a.host.as_deref(),
         Some("contoso-com.mail.protection.outlook.com")
     );
     let b = &r.items[1];
-    assert_eq!(b.explanation.family.as_deref(), Some("dbeb"));
+    assert_eq!(b.explanation.family.as_deref(), Some("recipient-unknown"));
     assert_eq!(b.explanation.token.as_deref(), Some("AS201806281"));
     // An X-Postfix diagnostic is not an SMTP reply: the Status field is explained.
     let c = &r.items[2];
-    assert_eq!(c.explanation.family.as_deref(), Some("receive-limit"));
+    assert_eq!(c.explanation.family.as_deref(), Some("mailbox-limit"));
     assert_eq!(c.explanation.code, None);
 }
 
@@ -113,7 +129,7 @@ fn the_cli_reads_an_argument_a_file_and_stdin() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("connector-restriction"), "{text}");
-    assert!(text.contains("the connector is the cause"), "{text}");
+    assert!(text.contains("fix the existing connector"), "{text}");
 
     let out = bin()
         .args(["explain", "--json", "--file"])
@@ -282,4 +298,59 @@ fn connector_rules_are_checked_with_clear_errors() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn json_carries_schema_source_confidence_and_the_host_given() {
+    let out = bin()
+        .args([
+            "explain",
+            "--json",
+            "--host",
+            "hotmail-com.olc.protection.outlook.com",
+            "451 4.7.500 Server busy. Please try again later from [192.0.2.2]. (S77719)",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], mailharness::reply::EXPLAIN_SCHEMA);
+    let it = &v["items"][0];
+    assert_eq!(it["host"], "hotmail-com.olc.protection.outlook.com");
+    let e = &it["explanation"];
+    assert_eq!(e["family"], "ip-throttling");
+    assert_eq!(e["origin"], "microsoft-consumer");
+    assert_eq!(e["connector"], "not-a-tenant");
+    assert_eq!(e["confidence"], "documented");
+    assert!(e["source"].as_str().unwrap().starts_with("https://"));
+
+    // A reply with no code at all is read by its words, and says so.
+    let out = bin()
+        .args([
+            "explain",
+            "--json",
+            "status=deferred (TLS is required, but was not offered by host mx.example[192.0.2.7])",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &v["items"][0]["explanation"];
+    assert_eq!(e["family"], "tls-failure");
+    assert_eq!(e["confidence"], "inferred");
+    assert!(e["warnings"][0].as_str().unwrap().contains("wording alone"));
+}
+
+#[test]
+fn terminal_output_never_carries_raw_escapes() {
+    let out = bin()
+        .args([
+            "explain",
+            "550 5.7.1 \x1b]0;pwned\x07 blocked using zen.spamhaus.org;",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\\x1b]0;pwned\\x07"));
 }

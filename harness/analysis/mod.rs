@@ -238,9 +238,9 @@ pub struct ReplyGroup {
     pub family: Option<String>,
     /// Plain-language meaning.
     pub meaning: Option<String>,
-    /// Whether a connector helps (`helps`, `cause`, `no`).
+    /// Whether a connector helps (`helps`, `fix-existing`, `cause`, `no`, `not-a-tenant`).
     pub connector: Option<String>,
-    /// What to do.
+    /// What Ops does about it.
     pub action: Option<String>,
 }
 
@@ -627,13 +627,17 @@ fn reply_groups(attempts: &[AttemptRecord]) -> Vec<ReplyGroup> {
         }
         let key = (r.code, r.enhanced.clone(), a.token.clone());
         let g = groups.entry(key).or_insert_with(|| {
-            let parsed = reply::parse_reply_text(&format!(
-                "{} {} {}",
-                r.code,
-                r.enhanced.as_deref().unwrap_or(""),
-                r.text
-            ));
-            let fam = parsed.as_ref().and_then(reply::family_of);
+            let status = reply::Status::from(r);
+            // Every attempt of a run went to the target's inbound MX, a Microsoft 365 tenant
+            // (simulated or real) unless the reply itself shows another server.
+            let ctx = reply::Context {
+                session_tls: a.tls.is_some(),
+                host: None,
+                recipient: None,
+                assume: Some(reply::Origin::Microsoft),
+                at_mx: true,
+            };
+            let e = reply::explain(&status, &ctx);
             ReplyGroup {
                 code: r.code,
                 enhanced: r.enhanced.clone(),
@@ -641,19 +645,11 @@ fn reply_groups(attempts: &[AttemptRecord]) -> Vec<ReplyGroup> {
                 outcome: a.outcome.as_str().to_string(),
                 count: 0,
                 source_ips: Vec::new(),
-                sample: format!(
-                    "{} {}{}",
-                    r.code,
-                    r.enhanced
-                        .as_deref()
-                        .map(|e| format!("{e} "))
-                        .unwrap_or_default(),
-                    r.text
-                ),
-                family: fam.map(|f| f.id.clone()),
-                meaning: fam.map(|f| f.meaning.clone()),
-                connector: fam.map(|f| format!("{:?}", f.connector).to_lowercase()),
-                action: fam.map(|f| f.action.clone()),
+                sample: status.shown(),
+                family: e.family.clone(),
+                meaning: e.known.then(|| e.meaning.clone()),
+                connector: e.connector.map(|c| c.as_str().to_string()),
+                action: e.known.then(|| e.ops.clone()),
             }
         });
         g.count += 1;

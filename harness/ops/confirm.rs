@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{mask_address, redact, reference_id, Endpoint, OpsError};
 use crate::observe::{self, ImapTarget, ObserveOptions};
 use crate::record::{AttemptRecord, ObservationStatus, OutcomeClass};
-use crate::reply::{self, Reply};
+use crate::reply;
 use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, MessageText, OneShot};
@@ -137,11 +137,14 @@ fn verdict(rec: &AttemptRecord, reply_text: Option<&str>) -> (String, String) {
             "Check that this host can reach the MX on port 25, then run confirm again.".into(),
         );
     };
-    let e = reply::explain(&Reply {
-        code: d.code,
-        enhanced: d.enhanced.as_deref().and_then(|e| e.parse().ok()),
-        lines: vec![d.text.clone()],
-    });
+    let ctx = reply::Context {
+        session_tls: rec.tls.is_some(),
+        host: None,
+        recipient: rec.recipients.first().map(String::as_str),
+        assume: Some(reply::Origin::Microsoft),
+        at_mx: true,
+    };
+    let e = reply::explain(&reply::Status::from(d), &ctx);
     let mut codes = d.code.to_string();
     if let Some(en) = &d.enhanced {
         let _ = write!(codes, " {en}");
@@ -156,7 +159,7 @@ fn verdict(rec: &AttemptRecord, reply_text: Option<&str>) -> (String, String) {
         _ => format!("{} ({codes}) from {ip}: {}", e.title, e.meaning),
     };
     let _ = reply_text;
-    (head, e.action)
+    (head, e.support)
 }
 
 /// Sends one confirmation through `ep` and reads where it went: over IMAP when `imap` covers the

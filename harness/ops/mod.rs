@@ -100,6 +100,9 @@ impl Endpoint {
             &self.tls,
         )
         .map_err(|e| OpsError::Config(format!("TLS settings: {e}")))?;
+        // Every target is a Microsoft 365 tenant, simulated or real.
+        ctx.assume_origin = Some(crate::reply::Origin::Microsoft);
+        ctx.at_mx = true;
         if let Some(t) = self.connect_timeout {
             ctx.connect_timeout = t;
         }

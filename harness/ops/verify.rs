@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{reference_id, senders, tenant_endpoint, Endpoint, OpsError};
 use crate::observe::{self, ImapTarget, ObserveOptions};
 use crate::record::{AttemptRecord, CertVerification, ObservationStatus, OutcomeClass, TlsInfo};
-use crate::reply::{self, Reply};
+use crate::reply;
 use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, OneShot};
@@ -172,17 +172,20 @@ fn brief(r: &AttemptRecord) -> Option<Brief> {
         return None;
     }
     let rep = r.reply.as_ref()?;
-    let e = reply::explain(&Reply {
-        code: rep.code,
-        enhanced: rep.enhanced.as_deref().and_then(|e| e.parse().ok()),
-        lines: vec![rep.text.clone()],
-    });
+    let ctx = reply::Context {
+        session_tls: r.tls.is_some(),
+        host: None,
+        recipient: r.recipients.first().map(String::as_str),
+        assume: Some(reply::Origin::Microsoft),
+        at_mx: true,
+    };
+    let e = reply::explain(&reply::Status::from(rep), &ctx);
     Some(Brief {
         family: e.family,
         title: e.title,
         meaning: e.meaning,
         connector: e.connector_text,
-        action: e.action,
+        action: e.ops,
     })
 }
 

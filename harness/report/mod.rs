@@ -257,16 +257,18 @@ pub fn render_markdown(s: &Summary) -> String {
                 o,
                 "- **{}×** `{}` from {}",
                 g.count,
-                g.sample,
+                md_code(&g.sample),
                 g.source_ips.join(", ")
             );
             if let Some(m) = &g.meaning {
-                let _ = writeln!(o, "  - Meaning: {m}");
+                let _ = writeln!(o, "  - Meaning: {}", md_text(m));
             }
             if let Some(c) = &g.connector {
                 let what = match c.as_str() {
                     "helps" => "an inbound connector for the sending IPs fixes this",
+                    "fix-existing" => "the existing connector does not match this sender; fix it",
                     "cause" => "a connector's own setting produced this",
+                    "not-a-tenant" => "consumer Outlook.com: no tenant, no connector",
                     _ => "not a connector matter",
                 };
                 let _ = writeln!(o, "  - Connector: {what}");
@@ -304,11 +306,19 @@ pub fn render_markdown(s: &Summary) -> String {
 }
 
 /// Free text (a description, an error) for Markdown: angle brackets escaped, so that text from a
-/// file or a server cannot become HTML where the Markdown is rendered.
+/// file or a server cannot become HTML where the Markdown is rendered, and control characters
+/// shown rather than sent to whatever terminal displays the file.
 fn md_text(s: &str) -> String {
-    s.replace('&', "&amp;")
+    crate::text::printable(s)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// Outside text inside a Markdown code span: control characters shown, and no backtick that
+/// could end the span early.
+fn md_code(s: &str) -> String {
+    crate::text::printable(s).replace('`', "'")
 }
 
 /// Escapes text for XML attributes and content.

@@ -140,6 +140,15 @@ pub struct SendContext {
     pub cancel_grace: Duration,
     /// The run's clock.
     pub clock: RunClock,
+    /// The receiver's host name (the TLS server name), which tells the reply knowledge whose
+    /// replies these are (a tenant's MX, consumer Outlook.com, another server).
+    receiver: Option<String>,
+    /// Who the receiver is known to be when its replies show nothing about it (a Microsoft 365
+    /// target, simulated or real); `None` for an arbitrary server (`mailharness send`).
+    pub assume_origin: Option<crate::reply::Origin>,
+    /// Whether the destination is the receiver's inbound MX (port 25), where a tenant's inbound
+    /// connectors act; `false` for an arbitrary server.
+    pub at_mx: bool,
     tls: Arc<tls::TlsSetup>,
     connections: Arc<AtomicU64>,
 }
@@ -160,6 +169,9 @@ impl SendContext {
             implicit_tls_port: DEFAULT_IMPLICIT_TLS_PORT,
             helo: helo.into(),
             mail_from: mail_from.into(),
+            receiver: tls.server_name.clone(),
+            assume_origin: None,
+            at_mx: false,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             cancel_grace: DEFAULT_CANCEL_GRACE,

@@ -17,7 +17,7 @@ use super::SendContext;
 use crate::record::{
     AttemptRecord, DecidingReply, Exchange, OutcomeClass, Stage, TlsInfo, RECORD_SCHEMA,
 };
-use crate::reply::{classify, parse_reply_lines, Reply};
+use crate::reply::{classify, parse_reply_lines, Context, Reply};
 use crate::scenario::types::TlsMode;
 
 /// A reply code meaning the server is closing the connection (RFC 5321 §3.8).
@@ -77,8 +77,17 @@ impl AttemptLog {
     }
 
     /// Ends the attempt on a reply; `tls` says whether the session was encrypted.
-    fn decide(&mut self, stage: Stage, reply: Reply, tls: bool) {
-        let c = classify(&reply, tls);
+    fn decide(&mut self, ctx: &SendContext, stage: Stage, reply: Reply, tls: bool) {
+        let c = classify(
+            &reply,
+            &Context {
+                session_tls: tls,
+                host: ctx.receiver.as_deref(),
+                recipient: None,
+                assume: ctx.assume_origin,
+                at_mx: ctx.at_mx,
+            },
+        );
         self.outcome = Some(c.outcome);
         self.token = c.token;
         self.deciding = Some((stage, reply));
@@ -250,7 +259,7 @@ impl Session {
             .read(ctx, log, Stage::Greeting, None, Instant::now())
             .await?;
         if greeting.code != READY {
-            log.decide(Stage::Greeting, greeting, tls_now);
+            log.decide(ctx, Stage::Greeting, greeting, tls_now);
             return None;
         }
         let ehlo = s.ehlo(ctx, log, Stage::Ehlo).await?;
@@ -264,7 +273,7 @@ impl Session {
                     s = s.upgrade(ctx, log).await?;
                     s.ehlo(ctx, log, Stage::EhloTls).await?;
                 } else if mode == TlsMode::Starttls {
-                    log.decide(Stage::Starttls, reply, false);
+                    log.decide(ctx, Stage::Starttls, reply, false);
                     // Whatever the code says, the attempt failed because TLS could not be had.
                     log.outcome = Some(OutcomeClass::TlsFailure);
                     log.error = Some("the server refused STARTTLS".into());
@@ -293,7 +302,7 @@ impl Session {
             .command(ctx, log, stage, format!("EHLO {}", ctx.helo))
             .await?;
         if !reply.is_positive() {
-            log.decide(stage, reply, self.tls.is_some());
+            log.decide(ctx, stage, reply, self.tls.is_some());
             return None;
         }
         self.pipelining = has_capability(&reply, "PIPELINING");
@@ -534,7 +543,7 @@ impl Session {
         };
 
         if let Some((stage, reply)) = decided_early {
-            log.decide(stage, reply, tls);
+            log.decide(ctx, stage, reply, tls);
             if data_go {
                 // RFC 2920 §3.1: DATA was accepted although the transaction failed; end it with
                 // an empty message so the connection stays in step.
@@ -571,7 +580,7 @@ impl Session {
             log.queue_id = queue_id_of(&reply.text());
         }
         let gone = reply.code == SERVICE_CLOSING;
-        log.decide(Stage::EndOfData, reply, tls);
+        log.decide(ctx, Stage::EndOfData, reply, tls);
         if gone {
             After::Gone
         } else {
