@@ -27,14 +27,18 @@ impl Drop for RestoreThrottle {
 }
 
 fn testbed_target(dir: &Path) -> PathBuf {
+    testbed_target_with(dir, "127.0.0.2", "127.0.0.3")
+}
+
+fn testbed_target_with(dir: &Path, primary: &str, secondary: &str) -> PathBuf {
     let text = format!(
         r#"name = "testbed"
 kind = "tenant"
 description = "Loopback test bed: Postfix (client-access throttling), Dovecot"
 
 [senders]
-primary = "127.0.0.2"
-secondary = "127.0.0.3"
+primary = "{primary}"
+secondary = "{secondary}"
 
 [smtp]
 domain = "testbed.example"
@@ -90,6 +94,95 @@ fn only_run_dir(reports: &Path) -> PathBuf {
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs[0].clone()
+}
+
+/// Postfix demands TLS from one client IP (`reject_plaintext_session`, reply code 451): its
+/// plain-text attempts are recorded `tls-required` by meaning ("Session encryption is required"
+/// under a generic 4.7.1), its STARTTLS attempts are accepted, and the verdict passes.
+#[test]
+fn postfix_demanding_tls_is_recorded_tls_required() {
+    let tls_ip = env("MH_TESTBED_TLS_REQUIRED_IP");
+    let dir = tempfile::tempdir().unwrap();
+    let target = testbed_target_with(dir.path(), &tls_ip, "127.0.0.2");
+    let scenario = dir.path().join("tls.toml");
+    std::fs::write(
+        &scenario,
+        r#"name = "postfix-requires-tls"
+
+[[phases]]
+name = "enforced"
+
+  [[phases.bursts]]
+  sender = "primary"
+  tls = "none"
+  count = 4
+  rate = "600/min"
+  concurrency = 2
+  per_connection = 2
+
+  [[phases.bursts]]
+  sender = "primary"
+  tls = "starttls"
+  count = 4
+  rate = "600/min"
+  concurrency = 2
+  per_connection = 2
+
+  [[phases.expect]]
+  sender = "primary"
+  tls = "none"
+  checks = ['outcome == "tls-required"', "accepted == 0"]
+
+  [[phases.expect]]
+  sender = "primary"
+  tls = "starttls"
+  checks = ["accepted_rate >= 1.0", 'tls_version >= "1.2"']
+"#,
+    )
+    .unwrap();
+    let reports = dir.path().join("reports");
+    let (code, out) = run(&[
+        "run",
+        scenario.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--reports",
+        reports.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let run_dir = only_run_dir(&reports);
+    let attempts = std::fs::read_to_string(run_dir.join("attempts.jsonl")).unwrap();
+    let plain: Vec<serde_json::Value> = attempts
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| a["tls_mode"] == "none")
+        .collect();
+    assert_eq!(plain.len(), 4, "{attempts}");
+    for a in &plain {
+        assert_eq!(a["outcome"], "tls-required", "{a}");
+        assert_eq!(a["reply"]["code"], 451, "{a}");
+        assert_eq!(a["reply"]["enhanced"], "4.7.1", "{a}");
+        assert!(
+            a["reply"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Session encryption is required"),
+            "{a}"
+        );
+    }
+    let s: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("summary.json")).unwrap()).unwrap();
+    let group = s["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["code"] == 451)
+        .unwrap()
+        .clone();
+    assert_eq!(group["family"], "tls-required", "{group}");
+    // Postfix's reply, not Microsoft's: no connector advice.
+    assert_eq!(group["connector"], "no", "{group}");
 }
 
 #[test]

@@ -24,6 +24,9 @@ DOMAIN="testbed.example"
 MX_HOST="mx.testbed.example"
 USERS=(qa1 qa2 qa3)
 THROTTLED_IP="127.0.0.3"
+# Postfix demands TLS from this client (reject_plaintext_session), as a connector that requires TLS
+# does in Microsoft 365; no other test sends from it.
+TLS_REQUIRED_IP="127.0.0.6"
 IMAP_PASSWORD="${MH_TESTBED_IMAP_PASSWORD:-testbed-secret}"
 # Owner of the Maildirs, shared by Postfix's virtual(8) agent and Dovecot. Numeric on purpose: no
 # passwd entry is needed, and it must not be Dovecot's internal user.
@@ -36,6 +39,7 @@ PF_QUEUE="${PF_DIR}/queue"
 PF_DATA="${PF_DIR}/data"
 PF_LOG="${PF_DIR}/maillog"
 ACCESS_TABLE="${PF_DIR}/client_access"
+TLS_TABLE="${PF_DIR}/tls_required.cidr"
 DC_DIR="${STATE}/dovecot"
 DC_CONF="${DC_DIR}/dovecot.conf"
 DC_RUN="${DC_DIR}/run"
@@ -251,7 +255,10 @@ virtual_transport = virtual
 
 # Throttling: the access table answers 451 4.7.500 ... (AS761) for throttled client IPs.
 # smtpd_delay_reject = yes (the default) makes it appear at RCPT TO, as Microsoft 365 does.
-smtpd_client_restrictions = check_client_access hash:${ACCESS_TABLE}
+# TLS demand: the clients in the CIDR table get reject_plaintext_session, so a plain-text session
+# is answered "451 4.7.1 Session encryption is required" (plaintext_reject_code) at RCPT TO.
+smtpd_client_restrictions = check_client_access hash:${ACCESS_TABLE}, check_client_access cidr:${TLS_TABLE}
+plaintext_reject_code = 451
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_recipient_restrictions = reject_unauth_destination
 smtpd_reject_unlisted_recipient = yes
@@ -303,6 +310,8 @@ EOF
     done
     postmap -c "${PF_CONF}" "hash:${PF_DIR}/vmailbox"
     write_access_table "${THROTTLED_IP}"
+    printf '# clients that must use TLS (written by tests/testbed.sh up)\n%s/32 reject_plaintext_session\n' \
+        "${TLS_REQUIRED_IP}" >"${TLS_TABLE}"
 }
 
 write_dovecot_config() {
@@ -435,6 +444,7 @@ write_env() {
         env_line MH_TESTBED_TLS_CA "${TLS_CERT}"
         env_line MH_TESTBED_TLS_NAME "${MX_HOST}"
         env_line MH_TESTBED_THROTTLED_IP "${THROTTLED_IP}"
+        env_line MH_TESTBED_TLS_REQUIRED_IP "${TLS_REQUIRED_IP}"
         env_line MH_TESTBED_ACCESS_TABLE "${ACCESS_TABLE}"
         env_line MH_TESTBED_MAILDIR_ROOT "${MAIL_ROOT}/${DOMAIN}"
         env_line MH_TESTBED_IMAP_HOST 127.0.0.1
