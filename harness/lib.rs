@@ -16,3 +16,4 @@ pub mod send;
 pub mod signal;
 pub mod sim;
 pub mod text;
+pub mod vocab;

@@ -74,10 +74,10 @@ enum Command {
         #[arg(long)]
         target: Option<PathBuf>,
         /// How long to keep polling for missing mail (default: one pass).
-        #[arg(long, value_parser = mailharness::scenario::types::parse_duration_arg)]
+        #[arg(long, value_parser = mailharness::vocab::parse_duration_arg)]
         deadline: Option<std::time::Duration>,
         /// Pause between polls (default: the target's [observe] poll_interval).
-        #[arg(long, value_parser = mailharness::scenario::types::parse_duration_arg)]
+        #[arg(long, value_parser = mailharness::vocab::parse_duration_arg)]
         poll_interval: Option<std::time::Duration>,
         /// Delete this run's messages afterwards (only this run's; nothing else is touched).
         #[arg(long)]

@@ -9,10 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use mailharness::ops::{confirm_with, Endpoint};
-use mailharness::record::OutcomeClass;
-use mailharness::scenario::types::{ConnectorCidr, HumanDuration};
 use mailharness::send::MessageText;
 use mailharness::sim::{self, ConnectorSpec, SimHandle, TenantConfig};
+use mailharness::vocab::{ConnectorCidr, HumanDuration, OutcomeClass};
 
 const FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const TO: &str = "qa1@contoso.example";

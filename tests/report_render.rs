@@ -10,7 +10,8 @@ use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
 use mailharness::record::*;
-use mailharness::scenario::{self, types::TlsMode};
+use mailharness::scenario;
+use mailharness::vocab::{OutcomeClass, TlsMode};
 
 fn reply(stage: Stage, code: u16, enhanced: &str, text: &str) -> DecidingReply {
     DecidingReply {

@@ -11,13 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{
-    AttemptRecord, FolderKind, ObservationRecord, ObservationStatus, OutcomeClass,
-};
+use crate::record::{AttemptRecord, FolderKind, ObservationRecord, ObservationStatus};
 use crate::reply;
 use crate::scenario::check::{Check, Metric, Op, Value};
 use crate::scenario::plan::Plan;
-use crate::scenario::types::TlsMode;
+use crate::vocab::{OutcomeClass, TlsMode};
 
 pub use load::{files, load_run_dir, LoadError, RunData, TraceEntry};
 

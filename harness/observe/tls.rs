@@ -14,8 +14,8 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 
 use super::ObserveError;
-use crate::scenario::target::TlsVerify;
 use crate::send::tls::HarnessVerifier;
+use crate::vocab::TlsVerify;
 
 /// Builds the client configuration; `ca_file` adds (and pins) trust anchors from a PEM file.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ObserveError> {

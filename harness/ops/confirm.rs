@@ -12,12 +12,12 @@ use serde::Serialize;
 
 use super::{mask_address, redact, reference_id, Endpoint, OpsError};
 use crate::observe::{self, ImapTarget, ObserveOptions};
-use crate::record::{AttemptRecord, ObservationStatus, OutcomeClass};
+use crate::record::{AttemptRecord, ObservationStatus};
 use crate::reply;
-use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, MessageText, OneShot};
 use crate::sim::SimHandle;
+use crate::vocab::{OutcomeClass, TlsMode};
 
 /// How long to wait for the simulator to store an accepted message.
 const SIM_DELIVERY_WAIT: Duration = Duration::from_secs(10);

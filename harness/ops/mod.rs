@@ -12,10 +12,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use crate::dns::{self, MxRecord};
-use crate::scenario::target::TargetKind;
 use crate::scenario::LoadedTarget;
 use crate::send::{SendContext, TlsOptions};
 use crate::sim::SimHandle;
+use crate::vocab::TargetKind;
 
 pub use confirm::{confirm, confirm_with, default_text, ConfirmOptions, ConfirmReport};
 pub use verify::{verify, IpResult, SendCheck, VerifyOptions, VerifyReport};

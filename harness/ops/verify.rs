@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{reference_id, senders, tenant_endpoint, Endpoint, OpsError};
 use crate::observe::{self, ImapTarget, ObserveOptions};
-use crate::record::{AttemptRecord, CertVerification, ObservationStatus, OutcomeClass, TlsInfo};
+use crate::record::{AttemptRecord, CertVerification, ObservationStatus, TlsInfo};
 use crate::reply;
-use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, OneShot};
+use crate::vocab::{OutcomeClass, TlsMode};
 
 /// Version of the verification JSON; bump on incompatible change.
 pub const VERIFY_SCHEMA: u32 = 1;

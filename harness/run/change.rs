@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use super::sleep_or_cancel;
 use crate::connector;
-use crate::record::{ChangeRecord, OutcomeClass};
-use crate::scenario::model::{ApplyMethod, ConnectorAction, WaitMethod};
+use crate::record::ChangeRecord;
 use crate::scenario::plan::{Plan, PlannedChange};
-use crate::scenario::types::{ConnectorCidr, HumanDuration, TlsMode};
 use crate::send::{self, AttemptSink, CancelToken, OneShot, Progress, SendContext};
 use crate::sim::{ConnectorPatch, ConnectorSpec, SimHandle};
+use crate::vocab::{
+    ApplyMethod, ConnectorAction, ConnectorCidr, HumanDuration, OutcomeClass, TlsMode, WaitMethod,
+};
 
 /// How often the signal file is looked for.
 const SIGNAL_POLL: Duration = Duration::from_millis(250);

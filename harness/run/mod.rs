@@ -15,10 +15,10 @@ use crate::ops::{tenant_endpoint, Endpoint, OpsError};
 use crate::record::{PhaseRecord, RunRecord, RECORD_SCHEMA};
 use crate::report;
 use crate::scenario::plan::Plan;
-use crate::scenario::target::TargetKind;
 use crate::scenario::{LoadedScenario, LoadedTarget};
 use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext};
 use crate::sim;
+use crate::vocab::{HumanDuration, OutcomeClass, TargetKind};
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -176,7 +176,7 @@ pub async fn run_scenario(
         throttled_before = match &result {
             Ok(summaries) => summaries
                 .iter()
-                .filter(|s| s.count(crate::record::OutcomeClass::Throttled) > 0)
+                .filter(|s| s.count(OutcomeClass::Throttled) > 0)
                 .filter_map(|s| {
                     phase
                         .bursts
@@ -277,7 +277,7 @@ async fn observe_step(
     progress.println(&format!(
         "observing {} mailbox(es) over IMAP (deadline {})",
         imap.mailboxes.len(),
-        crate::scenario::types::HumanDuration(opts.deadline)
+        HumanDuration(opts.deadline)
     ));
     let summary = tokio::select! {
         r = observe::observe_run(&imap, run_dir, &attempts, &opts) => r.map_err(|e| e.to_string())?,

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 
 use super::check::parse_check;
 use super::diag::Diagnostic;
-use super::model::ApplyMethod;
-use super::target::{ImapAuth, ImapTls, TargetKind};
+use super::target::{ImapAuth, ImapTls};
 use super::{LoadedScenario, LoadedTarget};
+use crate::vocab::{ApplyMethod, TargetKind};
 
 /// The word that stands for every sender role or every TLS mode.
 pub const ALL: &str = "all";

@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 
 use super::SendError;
 use crate::record::{CertVerification, TlsInfo};
-use crate::scenario::target::TlsVerify;
+use crate::vocab::TlsVerify;
 
 /// How TLS sessions are set up.
 #[derive(Debug, Clone, Default)]
