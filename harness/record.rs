@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::vocab::{OutcomeClass, TlsMode};
+use crate::vocab::{ApplyMethod, ConnectorAction, OutcomeClass, TargetKind, TlsMode, WaitMethod};
 
 /// Version of the JSONL record schemas below; bump on incompatible change.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -312,15 +312,15 @@ pub struct ObservationRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
     /// The connector action (`create`, `update`, …).
-    pub action: String,
+    pub action: ConnectorAction,
     /// Connector name.
     pub connector: String,
     /// How it was applied (`simulator`, `prompt`, `hook`, `signal-file`).
-    pub apply: String,
+    pub apply: ApplyMethod,
     /// Milliseconds since the run started when the change was applied.
     pub applied_ms: f64,
     /// How the harness waited (`settle` or `poll`).
-    pub wait: String,
+    pub wait: WaitMethod,
     /// For `poll`: milliseconds from applying until the first unthrottled probe; `None` if it never was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_after_ms: Option<f64>,
@@ -361,7 +361,7 @@ pub struct RunRecord {
     /// Target name.
     pub target: String,
     /// `simulator` or `tenant`.
-    pub target_kind: String,
+    pub target_kind: TargetKind,
     /// Wall-clock start; `*_ms` fields elsewhere count from here.
     pub started_at: DateTime<Utc>,
     /// Wall-clock end.

@@ -533,10 +533,10 @@ pub fn analyse(data: &RunData) -> Summary {
             name: p.name.clone(),
             duration_s: r3((p.finished_ms - p.started_ms).max(0.0) / 1000.0),
             change: p.change.as_ref().map(|c| ChangeSummary {
-                action: c.action.clone(),
+                action: c.action.as_str().into(),
                 connector: c.connector.clone(),
-                apply: c.apply.clone(),
-                wait: c.wait.clone(),
+                apply: c.apply.as_str().into(),
+                wait: c.wait.as_str().into(),
                 effective_after_s: c.effective_after_ms.map(|m| r3(m / 1000.0)),
                 probes: c.probes.len(),
                 timed_out: c.timed_out,
@@ -550,7 +550,7 @@ pub fn analyse(data: &RunData) -> Summary {
         scenario: plan.scenario.clone(),
         description: plan.description.clone(),
         target: plan.target.clone(),
-        target_kind: run.target_kind.clone(),
+        target_kind: run.target_kind.as_str().into(),
         started_at: run
             .started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

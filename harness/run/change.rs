@@ -18,25 +18,6 @@ use crate::vocab::{
 /// How often the signal file is looked for.
 const SIGNAL_POLL: Duration = Duration::from_millis(250);
 
-fn method_name(m: ApplyMethod) -> &'static str {
-    match m {
-        ApplyMethod::Simulator => "simulator",
-        ApplyMethod::Prompt => "prompt",
-        ApplyMethod::Hook => "hook",
-        ApplyMethod::SignalFile => "signal-file",
-    }
-}
-
-fn action_name(a: ConnectorAction) -> &'static str {
-    match a {
-        ConnectorAction::Create => "create",
-        ConnectorAction::Update => "update",
-        ConnectorAction::Enable => "enable",
-        ConnectorAction::Disable => "disable",
-        ConnectorAction::Delete => "delete",
-    }
-}
-
 /// Applies a change and waits as the scenario says; every outcome, failures included, is a record.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn apply_and_wait(
@@ -51,14 +32,11 @@ pub(super) async fn apply_and_wait(
     cancel: &CancelToken,
 ) -> ChangeRecord {
     let mut rec = ChangeRecord {
-        action: action_name(c.action).into(),
+        action: c.action,
         connector: c.connector_name.clone(),
-        apply: method_name(c.apply).into(),
+        apply: c.apply,
         applied_ms: 0.0,
-        wait: match c.wait {
-            WaitMethod::Settle => "settle".into(),
-            WaitMethod::Poll => "poll".into(),
-        },
+        wait: c.wait,
         effective_after_ms: None,
         probes: Vec::new(),
         timed_out: false,
@@ -278,7 +256,7 @@ async fn apply(
             let mut command = tokio::process::Command::new(prog);
             command
                 .args(args)
-                .env("MH_CONNECTOR_ACTION", action_name(c.action))
+                .env("MH_CONNECTOR_ACTION", c.action.as_str())
                 .env("MH_CONNECTOR_NAME", &c.connector_name)
                 .env("MH_SENDER_IPS", c.sender_ips.join(","))
                 .env("MH_REQUIRE_TLS", c.require_tls.to_string())

@@ -233,10 +233,7 @@ pub async fn run_scenario(
         run_id: run_id.clone(),
         scenario: plan.scenario.clone(),
         target: plan.target.clone(),
-        target_kind: match plan.target_kind {
-            TargetKind::Simulator => "simulator".into(),
-            TargetKind::Tenant => "tenant".into(),
-        },
+        target_kind: plan.target_kind,
         started_at,
         finished_at: Utc::now(),
         phases,
