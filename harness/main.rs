@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mailharness::scenario::{self, Diagnostics};
+use mailharness::vocab::RunVerdict;
 
 /// Exit code: usage or configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -425,7 +426,7 @@ fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: b
                     print_verdict(&out.summary, &out.run_dir);
                     if out.summary.error.is_some() || out.summary.interrupted {
                         EXIT_INFRA
-                    } else if out.summary.verdict == "pass" {
+                    } else if out.summary.verdict == RunVerdict::Pass {
                         EXIT_PASS
                     } else {
                         EXIT_FAIL
@@ -465,7 +466,7 @@ fn report(run_dir: &Path) -> ExitCode {
         return ExitCode::from(EXIT_INFRA);
     }
     print_verdict(&summary, run_dir);
-    ExitCode::from(if summary.verdict == "pass" {
+    ExitCode::from(if summary.verdict == RunVerdict::Pass {
         EXIT_PASS
     } else {
         EXIT_FAIL
@@ -480,7 +481,7 @@ fn print_verdict(s: &mailharness::analysis::Summary, run_dir: &Path) {
         if s.interrupted {
             "INTERRUPTED".to_string()
         } else {
-            s.verdict.to_uppercase()
+            s.verdict.as_upper().to_string()
         },
         passed,
         s.expectations.len(),
