@@ -16,4 +16,5 @@ pub mod send;
 pub mod signal;
 pub mod sim;
 pub mod text;
+mod trust;
 pub mod vocab;
