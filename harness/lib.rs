@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod connector;
 pub mod dns;
+pub mod endpoint;
 pub mod observe;
 pub mod ops;
 pub mod record;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mailharness::scenario::{self, Diagnostics};
-use mailharness::vocab::RunVerdict;
+use mailharness::vocab::{ErrorClass, RunVerdict};
 
 /// Exit code: usage or configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -432,11 +432,11 @@ fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: b
                         EXIT_FAIL
                     }
                 }
-                Err(mailharness::run::RunError::Config(e)) => {
+                Err(e) if e.class() == ErrorClass::Config => {
                     eprintln!("error: {e}");
                     EXIT_CONFIG
                 }
-                Err(mailharness::run::RunError::Infra(e)) => {
+                Err(e) => {
                     eprintln!("error: could not run {}: {e}", s.src.path.display());
                     EXIT_INFRA
                 }
@@ -583,9 +583,9 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), ExitCode> {
 /// Maps an ops error to its message and exit code.
 fn ops_fail(e: mailharness::ops::OpsError) -> ExitCode {
     eprintln!("error: {e}");
-    ExitCode::from(match e {
-        mailharness::ops::OpsError::Config(_) => EXIT_CONFIG,
-        mailharness::ops::OpsError::Infra(_) => EXIT_INFRA,
+    ExitCode::from(match e.class() {
+        ErrorClass::Config => EXIT_CONFIG,
+        ErrorClass::Infra => EXIT_INFRA,
     })
 }
 

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use mailharness::ops::{confirm_with, Endpoint};
+use mailharness::endpoint::Endpoint;
+use mailharness::ops::confirm_with;
 use mailharness::send::MessageText;
 use mailharness::sim::{self, ConnectorSpec, SimHandle, TenantConfig};
 use mailharness::vocab::{ConnectorCidr, HumanDuration, OutcomeClass};
