@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod connector;
 pub mod dns;
+pub mod endpoint;
 pub mod observe;
 pub mod ops;
 pub mod record;
@@ -16,3 +17,5 @@ pub mod send;
 pub mod signal;
 pub mod sim;
 pub mod text;
+mod trust;
+pub mod vocab;

@@ -1,5 +1,6 @@
 //! Text that came from outside (server replies, pasted bounces, file contents) on its way to a
-//! terminal or a Markdown file: control characters are shown, never obeyed.
+//! terminal or a Markdown file: control characters are shown, never obeyed. Also where in a
+//! file's text a byte offset is, for errors that name `line:col`.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -38,6 +39,24 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 /// character becomes a visible escape.
 pub fn printable_lines(s: &str) -> Cow<'_, str> {
     escape(s, true)
+}
+
+/// 1-based line and column (in characters) of a byte offset into `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// The largest char boundary at or before `i` (clamped to the text's length).
+pub fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 #[cfg(test)]

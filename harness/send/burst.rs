@@ -21,9 +21,10 @@ use super::schedule::{backoff, percentile, Schedule};
 use super::session::{attempt_on, dest_for, finish, AttemptLog, AttemptMeta, Session};
 use super::sink::AttemptSink;
 use super::{check_source_ip, CancelToken, SendContext, SendError};
-use crate::record::{AttemptRecord, OutcomeClass};
+use crate::record::AttemptRecord;
 use crate::scenario::model::RetryPolicy;
 use crate::scenario::plan::PlannedBurst;
+use crate::vocab::OutcomeClass;
 
 /// What a burst did.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +40,7 @@ pub struct BurstSummary {
     /// Retries made.
     pub retries: u64,
     /// Records per outcome.
-    pub by_outcome: BTreeMap<crate::record::OutcomeClass, u64>,
+    pub by_outcome: BTreeMap<OutcomeClass, u64>,
     /// Connections opened.
     pub connections: u64,
     /// Seconds from the first start to the last finish.
@@ -489,7 +490,7 @@ async fn worker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::types::TlsMode;
+    use crate::vocab::TlsMode;
     use std::net::Ipv4Addr;
 
     fn burst(recipients: &[&str], per: u32) -> BurstInfo {

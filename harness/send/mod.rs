@@ -39,8 +39,7 @@ pub use tls::TlsOptions;
 pub use tokio_util::sync::CancellationToken as CancelToken;
 
 pub use crate::record::AttemptRecord;
-pub use crate::scenario::target::TlsVerify;
-pub use crate::scenario::types::TlsMode;
+pub use crate::vocab::{TlsMode, TlsVerify};
 
 /// Default connect timeout (target files may override it).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

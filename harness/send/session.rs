@@ -14,11 +14,9 @@ use tokio::net::TcpSocket;
 use super::message::{build_message, message_id, MessageSpec};
 use super::wire::{dot_stuff_into, truncate, Conn, ReadError, Stream};
 use super::SendContext;
-use crate::record::{
-    AttemptRecord, DecidingReply, Exchange, OutcomeClass, Stage, TlsInfo, RECORD_SCHEMA,
-};
+use crate::record::{AttemptRecord, DecidingReply, Exchange, Stage, TlsInfo, RECORD_SCHEMA};
 use crate::reply::{classify, parse_reply_lines, Context, Reply};
-use crate::scenario::types::TlsMode;
+use crate::vocab::{OutcomeClass, TlsMode};
 
 /// A reply code meaning the server is closing the connection (RFC 5321 §3.8).
 const SERVICE_CLOSING: u16 = 421;
