@@ -15,4 +15,5 @@ pub mod scenario;
 pub mod send;
 pub mod signal;
 pub mod sim;
+pub mod stats;
 pub mod text;

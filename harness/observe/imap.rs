@@ -272,13 +272,13 @@ impl ImapClient {
             Err(ObserveError::Protocol(format!(
                 "IMAP server {} refused the connection: {}",
                 self.server,
-                clip(&text)
+                server_text(&text)
             )))
         } else {
             Err(ObserveError::Protocol(format!(
                 "IMAP server {} sent an unexpected greeting: {}",
                 self.server,
-                clip(&text)
+                server_text(&text)
             )))
         }
     }
@@ -472,7 +472,7 @@ impl ImapClient {
                 server: self.server.clone(),
                 command: format!("{verb} {folder}"),
                 status: done.status,
-                text: clip(&done.text),
+                text: server_text(&done.text),
             });
         }
         status.read_only = done.text.to_ascii_uppercase().contains("[READ-ONLY]");
@@ -500,7 +500,7 @@ impl ImapClient {
                         uids.push(parse_u32(n).ok_or_else(|| {
                             ObserveError::Protocol(format!(
                                 "bad UID in SEARCH response: {}",
-                                clip(&String::from_utf8_lossy(n))
+                                server_text(&String::from_utf8_lossy(n))
                             ))
                         })?);
                     }
@@ -632,7 +632,7 @@ impl ImapClient {
                 server: self.server.clone(),
                 command: command.to_string(),
                 status: done.status,
-                text: clip(&done.text),
+                text: server_text(&done.text),
             })
         }
     }
@@ -723,7 +723,7 @@ impl ImapClient {
             return Err(ObserveError::Protocol(format!(
                 "IMAP server {} sent an unexpected response: {}",
                 self.server,
-                clip(&String::from_utf8_lossy(resp))
+                server_text(&String::from_utf8_lossy(resp))
             )));
         }
     }
@@ -957,8 +957,8 @@ fn decode_challenge(resp: &[u8]) -> String {
         .trim()
         .to_string();
     match base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) {
-        Ok(bytes) => clip(&String::from_utf8_lossy(&bytes)),
-        Err(_) => clip(&b64),
+        Ok(bytes) => server_text(&String::from_utf8_lossy(&bytes)),
+        Err(_) => server_text(&b64),
     }
 }
 
@@ -972,21 +972,15 @@ pub fn clip_redacted(text: &str, sent: &[String]) -> String {
             t = t.replace(needle.as_str(), "[redacted]");
         }
     }
-    clip(&t)
+    server_text(&t)
 }
 
-/// Shortens server text for error messages (servers can send a lot).
-pub fn clip(s: &str) -> String {
-    const MAX: usize = 300;
-    let s = s.trim();
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+/// Most characters of server text quoted in an error message.
+const SERVER_TEXT_MAX: usize = 300;
+
+/// Server text for an error message: trimmed and cut to a readable length.
+fn server_text(s: &str) -> String {
+    crate::text::clip(s.trim(), SERVER_TEXT_MAX).into_owned()
 }
 
 /// A cursor over one response, for the few grammar pieces needed (RFC 3501 §9).
@@ -998,7 +992,7 @@ struct Cursor<'a> {
 impl<'a> Cursor<'a> {
     fn err(&self, what: &str) -> ObserveError {
         let ctx = String::from_utf8_lossy(&self.b[self.i.min(self.b.len())..]);
-        ObserveError::Protocol(format!("cannot parse {what} near: {}", clip(&ctx)))
+        ObserveError::Protocol(format!("cannot parse {what} near: {}", server_text(&ctx)))
     }
 
     fn peek(&self) -> Option<u8> {

@@ -8,6 +8,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
+use crate::text::clip;
+
 /// Longest reply line accepted. RFC 5321 says 512 octets, but real servers (EOP's trailers) go
 /// past it; anything this long is a broken or hostile peer, and bounding it bounds our memory.
 pub const MAX_REPLY_LINE: usize = 16 * 1024;
@@ -153,7 +155,7 @@ impl Conn {
             if !valid {
                 return Err(ReadError::Protocol(format!(
                     "`{}` is not an SMTP reply line",
-                    truncate(&line, 120)
+                    clip(&line, 120)
                 )));
             }
             let last = b.len() == 3 || b[3] != b'-';
@@ -173,17 +175,6 @@ impl Conn {
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.stream.write_all(data).await?;
         self.stream.flush().await
-    }
-}
-
-/// At most `n` characters of `s`, for error messages.
-pub fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
     }
 }
 
