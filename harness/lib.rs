@@ -17,3 +17,4 @@ pub mod signal;
 pub mod sim;
 pub mod stats;
 pub mod text;
+pub mod wire;
