@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 
 use super::message::{build_message, message_id, MessageSpec};
-use super::wire::{dot_stuff_into, Conn, ReadError, Stream};
+use super::wire::{dot_stuff_into, Conn, ReadError};
 use super::SendContext;
 use crate::record::{
     AttemptRecord, DecidingReply, Exchange, OutcomeClass, Stage, TlsInfo, RECORD_SCHEMA,
@@ -20,6 +20,7 @@ use crate::record::{
 use crate::reply::{classify, parse_reply_lines, Context, Reply};
 use crate::scenario::types::TlsMode;
 use crate::text::clip;
+use crate::wire::Stream;
 
 /// A reply code meaning the server is closing the connection (RFC 5321 §3.8).
 const SERVICE_CLOSING: u16 = 421;
