@@ -54,6 +54,13 @@ pub fn is_list_char(c: u8) -> bool {
     is_astring_char(c) || matches!(c, b'%' | b'*')
 }
 
+/// `b` as a whole `number` (digits only, at most 2^32-1).
+pub fn number(b: &[u8]) -> Option<u32> {
+    let mut c = Cursor::new(b);
+    let n = c.number().ok()?;
+    c.at_end().then_some(n)
+}
+
 /// A literal announced at the end of a line: `{n}`, or `{n+}` (LITERAL+, no continuation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Literal {
@@ -867,6 +874,15 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(number(b"4294967295"), Some(u32::MAX));
+        assert_eq!(number(b"4294967296"), None);
+        assert_eq!(number(b"12 "), None);
+        assert_eq!(number(b""), None);
+        assert_eq!(number(b"+1"), None);
     }
 
     #[test]
