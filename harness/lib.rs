@@ -16,6 +16,8 @@ pub mod scenario;
 pub mod send;
 pub mod signal;
 pub mod sim;
+pub mod stats;
 pub mod text;
 mod trust;
 pub mod vocab;
+pub mod wire;

@@ -59,6 +59,15 @@ pub fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// At most `max` characters of `s`, with `…` marking a cut: a peer can send a lot, and an error
+/// message that quotes it should stay readable. Cuts between characters, never inside one.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &s[..cut])),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +80,16 @@ mod tests {
         assert_eq!(printable("\u{9b}31m"), "\\x9b31m");
         assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
         assert!(matches!(printable("plain text"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn clip_counts_characters_and_marks_the_cut() {
+        assert_eq!(clip("abcdef", 6), "abcdef");
+        assert!(matches!(clip("abcdef", 6), Cow::Borrowed(_)));
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("", 0), "");
+        assert_eq!(clip("x", 0), "…");
+        // Multi-byte characters count once and are never split.
+        assert_eq!(clip("äöü€x", 4), "äöü€…");
     }
 }

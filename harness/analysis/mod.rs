@@ -16,6 +16,7 @@ use crate::record::{AttemptRecord, FolderKind, ObservationRecord, ObservationSta
 use crate::reply;
 use crate::scenario::check::{Check, Metric, Op, Value};
 use crate::scenario::plan::Plan;
+use crate::stats::nearest_rank;
 use crate::vocab::{
     ApplyMethod, ConnectorAction, OutcomeClass, RunVerdict, TargetKind, TlsMode, WaitMethod,
 };
@@ -332,14 +333,6 @@ fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
-}
-
 fn version_rank(v: &str) -> (u8, u8) {
     v.split_once('.')
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
@@ -485,8 +478,8 @@ pub fn analyse(data: &RunData) -> Summary {
     for (ci, c) in cells.iter_mut().enumerate() {
         let lat = &mut cell_lat[ci];
         lat.sort_by(f64::total_cmp);
-        c.latency_p50_ms = percentile(lat, 50.0).map(r3);
-        c.latency_p95_ms = percentile(lat, 95.0).map(r3);
+        c.latency_p50_ms = nearest_rank(lat, 50.0).map(r3);
+        c.latency_p95_ms = nearest_rank(lat, 95.0).map(r3);
         c.latency_max_ms = lat.last().copied().map(r3);
         c.min_tls_version = c
             .tls_versions

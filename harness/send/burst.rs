@@ -17,13 +17,14 @@ use tokio::task::JoinSet;
 
 use super::message::message_id;
 use super::progress::{BurstBar, Progress};
-use super::schedule::{backoff, percentile, Schedule};
+use super::schedule::{backoff, Schedule};
 use super::session::{attempt_on, dest_for, finish, AttemptLog, AttemptMeta, Session};
 use super::sink::AttemptSink;
 use super::{check_source_ip, CancelToken, SendContext, SendError};
 use crate::record::AttemptRecord;
 use crate::scenario::model::RetryPolicy;
 use crate::scenario::plan::PlannedBurst;
+use crate::stats::percentile;
 use crate::vocab::OutcomeClass;
 
 /// What a burst did.

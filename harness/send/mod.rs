@@ -31,7 +31,7 @@ pub use burst::{run_burst, BurstSummary};
 pub use cli::{run_cli, SendArgs};
 pub use message::{build_message, sanitize_header_text, MessageSpec, MessageText};
 pub use progress::Progress;
-pub use schedule::{percentile, Schedule};
+pub use schedule::Schedule;
 pub use session::{send_one, send_one_until, OneShot};
 pub use sink::{AttemptSink, SinkSummary, ATTEMPTS_FILE};
 pub use tls::TlsOptions;

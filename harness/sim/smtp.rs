@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -30,6 +30,7 @@ use super::store::{self, Folder, StampInput};
 use super::tls;
 use super::trace::{RecipientTrace, TlsInfo, TraceRecord};
 use super::Shared;
+use crate::wire::{Framer, Scan};
 
 /// Longest command line accepted, CRLF included (smtp-proto's own limit for split lines).
 const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
@@ -234,7 +235,8 @@ impl Session {
         io: &mut S,
         shutdown: &mut watch::Receiver<bool>,
     ) -> std::io::Result<Flow> {
-        let mut buf = vec![0u8; READ_BUF];
+        // Local to this transport: after STARTTLS, bytes read in plain text are gone with it.
+        let mut framer = Framer::new(READ_BUF);
         let mut out: Vec<u8> = Vec::with_capacity(4096);
         let mut receiver = RequestReceiver::default();
         // One registration for the whole session, not one per read.
@@ -245,10 +247,10 @@ impl Session {
                 Mode::Data { .. } | Mode::SkipBytes(_) => self.cfg().front_end.data_timeout.0,
                 _ => self.cfg().front_end.command_timeout.0,
             };
-            let n = tokio::select! {
-                r = tokio::time::timeout(limit, io.read(&mut buf)) => match r {
+            tokio::select! {
+                r = tokio::time::timeout(limit, framer.read_from(io)) => match r {
                     Ok(Ok(0)) => return Ok(Flow::Close),
-                    Ok(Ok(n)) => n,
+                    Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {
                         let r = Reply::new(421, "4.4.2", format!("{} Connection timed out", self.shared.fqdn));
@@ -265,104 +267,99 @@ impl Session {
                     write_out(io, &out).await?;
                     return Ok(Flow::Close);
                 }
-            };
-            let mut iter = buf[..n].iter();
-            loop {
-                match &mut self.mode {
-                    Mode::Command => {
-                        // smtp-proto limits lines split across reads; complete over-long lines
-                        // in one read are caught here.
-                        if receiver.buf().is_empty() {
-                            let rest = iter.as_slice();
-                            let line_len = memchr::memchr(b'\n', rest).map(|p| p + 1);
-                            if line_len.unwrap_or(rest.len()) > MAX_COMMAND_LINE {
-                                match line_len {
-                                    Some(len) => iter = rest[len..].iter(),
-                                    None => {
-                                        iter = [].iter();
-                                        self.mode = Mode::SkipLine;
-                                    }
-                                }
-                                self.send(&mut out, Reply::new(500, "5.5.2", "Line too long"));
-                                if iter.as_slice().is_empty() {
-                                    break;
-                                }
-                                continue;
-                            }
-                        }
-                        let req = match receiver.ingest(&mut iter) {
-                            Ok(req) => Ok(into_owned(req)),
-                            Err(ProtoError::NeedsMoreData { .. }) => break,
-                            Err(e) => Err(e),
-                        };
-                        let action = match req {
-                            Ok(req) => self.handle(req, &mut out).await,
-                            Err(e) => {
-                                self.protocol_error(e, &mut out);
-                                Action::Continue
-                            }
-                        };
-                        match action {
-                            Action::Continue => {}
-                            Action::Quit => {
-                                write_out(io, &out).await?;
-                                return Ok(Flow::Close);
-                            }
-                            Action::StartTls => {
-                                // Whatever follows STARTTLS in this read is plaintext the client
-                                // must not have sent: drop it (RFC 3207 section 4.2, injection).
-                                write_out(io, &out).await?;
-                                return Ok(Flow::StartTls);
-                            }
-                        }
-                    }
-                    Mode::Data {
-                        rx,
-                        buf: msg,
-                        too_big,
-                    } => {
-                        let done = rx.ingest(&mut iter, msg);
-                        let max = self.shared.max_size;
-                        if msg.len() > max {
-                            *too_big = true;
-                            msg.clear();
-                        }
-                        if !done {
-                            break;
-                        }
-                        let (msg, too_big) = (std::mem::take(msg), *too_big);
-                        self.mode = Mode::Command;
-                        self.end_of_data(msg, too_big, &mut out).await;
-                    }
-                    Mode::SkipLine => {
-                        let rest = iter.as_slice();
-                        match memchr::memchr(b'\n', rest) {
-                            Some(p) => {
-                                iter = rest[p + 1..].iter();
-                                self.mode = Mode::Command;
-                            }
-                            None => break,
-                        }
-                    }
-                    Mode::SkipBytes(left) => {
-                        let rest = iter.as_slice();
-                        let take = rest.len().min(*left);
-                        *left -= take;
-                        iter = rest[take..].iter();
-                        if *left == 0 {
-                            self.mode = Mode::Command;
-                        } else {
-                            break;
-                        }
-                    }
+            }
+            match self.ingest(&mut framer, &mut receiver, &mut out).await {
+                Action::Continue => {}
+                Action::Quit => {
+                    write_out(io, &out).await?;
+                    return Ok(Flow::Close);
                 }
-                if iter.as_slice().is_empty() {
-                    break;
+                Action::StartTls => {
+                    // Whatever follows STARTTLS in this read is plaintext the client
+                    // must not have sent: drop it (RFC 3207 section 4.2, injection).
+                    write_out(io, &out).await?;
+                    return Ok(Flow::StartTls);
                 }
             }
             if !out.is_empty() {
                 write_out(io, &out).await?;
                 out.clear();
+            }
+        }
+    }
+
+    /// Answers every command and data block received so far, in order (PIPELINING), until more
+    /// input is needed; stops at QUIT or STARTTLS.
+    async fn ingest(
+        &mut self,
+        framer: &mut Framer,
+        receiver: &mut RequestReceiver,
+        out: &mut Vec<u8>,
+    ) -> Action {
+        loop {
+            match &mut self.mode {
+                Mode::Command => {
+                    // The cap counts the line's CR but not its LF.
+                    let Some(scan) = framer.line(MAX_COMMAND_LINE - 1) else {
+                        return Action::Continue;
+                    };
+                    let req = match scan {
+                        Scan::TooLong(_) => {
+                            self.send(out, Reply::new(500, "5.5.2", "Line too long"));
+                            continue;
+                        }
+                        Scan::Line => match receiver.ingest(&mut framer.last_line_raw().iter()) {
+                            Ok(req) => Ok(into_owned(req)),
+                            Err(ProtoError::NeedsMoreData { .. }) => continue,
+                            Err(e) => Err(e),
+                        },
+                    };
+                    let action = match req {
+                        Ok(req) => self.handle(req, out).await,
+                        Err(e) => {
+                            self.protocol_error(e, out);
+                            Action::Continue
+                        }
+                    };
+                    if !matches!(action, Action::Continue) {
+                        return action;
+                    }
+                }
+                Mode::Data {
+                    rx,
+                    buf: msg,
+                    too_big,
+                } => {
+                    let rest = framer.unframed();
+                    if rest.is_empty() {
+                        return Action::Continue;
+                    }
+                    let mut iter = rest.iter();
+                    let done = rx.ingest(&mut iter, msg);
+                    framer.advance(rest.len() - iter.as_slice().len());
+                    let max = self.shared.max_size;
+                    if msg.len() > max {
+                        *too_big = true;
+                        msg.clear();
+                    }
+                    if !done {
+                        return Action::Continue;
+                    }
+                    let (msg, too_big) = (std::mem::take(msg), *too_big);
+                    self.mode = Mode::Command;
+                    self.end_of_data(msg, too_big, out).await;
+                }
+                // smtp-proto is only ever given whole lines (the framer skips the rest of an
+                // over-long one), so nothing of a refused line is left to skip.
+                Mode::SkipLine => self.mode = Mode::Command,
+                Mode::SkipBytes(left) => {
+                    // `skip` returns at most `left`, so it fits in usize.
+                    *left = framer.skip(*left as u64) as usize;
+                    if *left > 0 {
+                        return Action::Continue;
+                    }
+                    self.mode = Mode::Command;
+                }
             }
         }
     }
