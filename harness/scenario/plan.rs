@@ -1073,3 +1073,761 @@ fn render_burst(o: &mut String, b: &PlannedBurst) {
     );
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{load_scenario_text, load_target, load_target_text, SourceFile};
+
+    /// A real-tenant target with two senders, one mailbox, tight rails and no IMAP.
+    const TENANT: &str = r#"name = "t"
+kind = "tenant"
+
+[senders]
+primary = "192.0.2.10"
+secondary = "198.51.100.20"
+
+[smtp]
+domain = "contoso.example"
+
+[[mailboxes]]
+address = "qa1@contoso.example"
+
+[guard]
+allowed_domains = ["contoso.example"]
+max_messages_per_run = 100
+max_rate_per_ip = "60/min"
+"#;
+
+    fn scenario(text: &str) -> LoadedScenario {
+        let src = SourceFile {
+            path: "s.toml".into(),
+            text: text.into(),
+        };
+        load_scenario_text(src).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    /// A scenario with one phase `p`; `body` goes under its [[phases]] table.
+    fn one_phase(body: &str) -> LoadedScenario {
+        scenario(&format!("name = \"x\"\n\n[[phases]]\nname = \"p\"\n{body}"))
+    }
+
+    fn target(text: &str) -> LoadedTarget {
+        let src = SourceFile {
+            path: "t.toml".into(),
+            text: text.into(),
+        };
+        load_target_text(src).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    fn sim() -> LoadedTarget {
+        load_target(None).expect("the built-in target loads")
+    }
+
+    fn burst(sender: &str, tls: &str, rest: &str) -> String {
+        format!("\n[[phases.bursts]]\nsender = \"{sender}\"\ntls = \"{tls}\"\n{rest}\n")
+    }
+
+    fn plan(s: &LoadedScenario, t: &LoadedTarget) -> Plan {
+        build(s, t).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    fn errors(s: &LoadedScenario, t: &LoadedTarget) -> Vec<Diagnostic> {
+        build(s, t).expect_err("the plan is refused").0
+    }
+
+    fn messages(s: &LoadedScenario, t: &LoadedTarget) -> Vec<String> {
+        errors(s, t).into_iter().map(|d| d.message).collect()
+    }
+
+    /// The 1-based line of the first line of `text` that contains `needle`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .expect("needle")
+            + 1
+    }
+
+    fn parse_burst(text: &str) -> Burst {
+        toml::from_str(text).expect("a burst")
+    }
+
+    // --- guard limits ---
+
+    #[test]
+    fn guard_limits_without_a_guard_are_the_simulator_defaults_and_the_domain() {
+        let t =
+            target("name = \"s\"\nkind = \"simulator\"\n\n[senders]\nprimary = \"127.0.0.2\"\n");
+        let g = guard_limits(&t.file, "Contoso.EXAMPLE");
+        assert_eq!(g.allowed, vec!["contoso.example"]);
+        assert_eq!(g.max_messages, SIM_DEFAULT_MAX_MESSAGES);
+        assert_eq!(g.max_rate, SIM_DEFAULT_MAX_RATE_PER_MIN);
+        assert!(g.guard_span.is_none() && g.max_msg_span.is_none() && g.max_rate_span.is_none());
+    }
+
+    #[test]
+    fn guard_limits_read_the_guard_table_and_fill_in_what_it_leaves_out() {
+        let t = target(TENANT);
+        let g = guard_limits(&t.file, "ignored.example");
+        assert_eq!(g.allowed, vec!["contoso.example"]);
+        assert_eq!(g.max_messages, 100);
+        assert!((g.max_rate - 60.0).abs() < 1e-9);
+        assert!(g.guard_span.is_some() && g.max_msg_span.is_some() && g.max_rate_span.is_some());
+
+        let t = target(
+            "name = \"s\"\nkind = \"simulator\"\n\n[senders]\nprimary = \"127.0.0.2\"\n\n[guard]\nmax_rate_per_ip = \"2/s\"\n",
+        );
+        let g = guard_limits(&t.file, "Contoso.example");
+        assert_eq!(g.allowed, vec!["contoso.example"]);
+        assert_eq!(g.max_messages, SIM_DEFAULT_MAX_MESSAGES);
+        assert!((g.max_rate - 120.0).abs() < 1e-9);
+        assert!(g.max_msg_span.is_none() && g.guard_span.is_some());
+    }
+
+    #[test]
+    fn too_many_attempts_are_refused_at_max_messages_per_run() {
+        // 30 messages × 4 attempts = 120 > 100: retries count.
+        let s = one_phase(&burst(
+            "primary",
+            "starttls",
+            "count = 30\nrate = \"10/min\"\nretry = { attempts = 4, backoff = \"1s\" }",
+        ));
+        let errs = errors(&s, &target(TENANT));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].message,
+            "the plan sends up to 120 messages (retries included) but target `t` allows at most 100 per run (guard.max_messages_per_run); lower the counts or raise the limit deliberately"
+        );
+        let at = errs[0].location.expect("a position");
+        assert_eq!(at.line, line_of(TENANT, "max_messages_per_run"));
+        // 25 × 4 = 100 is exactly the limit.
+        let s = one_phase(&burst(
+            "primary",
+            "starttls",
+            "count = 25\nrate = \"10/min\"\nretry = { attempts = 4, backoff = \"1s\" }",
+        ));
+        let p = plan(&s, &target(TENANT));
+        assert_eq!((p.total_messages, p.max_attempts), (25, 100));
+        assert!(p.guard.ok);
+        assert_eq!(p.guard.planned_attempts, 100);
+    }
+
+    #[test]
+    fn without_a_guard_table_the_errors_name_the_field() {
+        let t =
+            target("name = \"s\"\nkind = \"simulator\"\n\n[senders]\nprimary = \"127.0.0.2\"\n");
+        let s = one_phase(&burst(
+            "primary",
+            "none",
+            "count = 100001\ninterval = \"1ms\"",
+        ));
+        let errs = errors(&s, &t);
+        let origins: Vec<String> = errs.iter().map(|d| d.origin()).collect();
+        assert_eq!(
+            origins,
+            vec!["t.toml: field `guard.max_messages_per_run`"],
+            "{errs:?}"
+        );
+        // 1ms is 60000/min, far under the simulator's default 600000/min.
+        let s = one_phase(&burst("primary", "none", "count = 2\ninterval = \"50us\""));
+        let errs = errors(&s, &t);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].origin(), "t.toml: field `guard.max_rate_per_ip`");
+    }
+
+    #[test]
+    fn a_guard_without_the_field_points_at_the_guard_table() {
+        let text = "name = \"s\"\nkind = \"simulator\"\n\n[senders]\nprimary = \"127.0.0.2\"\n\n[guard]\nallowed_domains = [\"contoso.example\"]\n";
+        let s = one_phase(&burst(
+            "primary",
+            "none",
+            "count = 100001\ninterval = \"1ms\"",
+        ));
+        let errs = errors(&s, &target(text));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].location.map(|l| l.line),
+            Some(line_of(text, "[guard]")),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn parallel_bursts_add_up_per_ip_and_sequential_ones_do_not() {
+        let two = |mode: &str| {
+            one_phase(&format!(
+                "mode = \"{mode}\"\n{}{}",
+                burst("primary", "starttls", "count = 2\nrate = \"40/min\""),
+                burst("primary", "none", "count = 2\nrate = \"40/min\"")
+            ))
+        };
+        let p = plan(&two("sequential"), &target(TENANT));
+        let primary: Ipv4Addr = "192.0.2.10".parse().unwrap();
+        assert!((p.guard.peak_rate_per_ip_per_min[&primary] - 40.0).abs() < 1e-9);
+        assert_eq!(p.guard.peak_rate_per_ip_per_min.len(), 1);
+
+        assert_eq!(
+            messages(&two("parallel"), &target(TENANT)),
+            vec!["phase `p` sends from 192.0.2.10 at 80.0/min but target `t` allows at most 60.0/min per IP (guard.max_rate_per_ip)"]
+        );
+        let errs = errors(&two("parallel"), &target(TENANT));
+        assert_eq!(
+            errs[0].location.expect("a position").line,
+            line_of(TENANT, "max_rate_per_ip")
+        );
+    }
+
+    #[test]
+    fn a_rate_exactly_at_the_limit_passes() {
+        let s = one_phase(&format!(
+            "mode = \"parallel\"\n{}{}",
+            burst("primary", "starttls", "count = 2\nrate = \"20/min\""),
+            burst("primary", "none", "count = 2\nrate = \"40/min\"")
+        ));
+        let p = plan(&s, &target(TENANT));
+        assert!(p.guard.ok);
+    }
+
+    #[test]
+    fn the_peak_names_the_first_phase_that_reaches_it() {
+        let s = scenario(&format!(
+            "name = \"x\"\n\n[[phases]]\nname = \"a\"\n{}\n[[phases]]\nname = \"b\"\n{}\n[[phases]]\nname = \"c\"\n{}",
+            burst("primary", "none", "count = 1\nrate = \"90/min\""),
+            burst("primary", "none", "count = 1\nrate = \"120/min\""),
+            burst("primary", "none", "count = 1\nrate = \"120/min\""),
+        ));
+        let msgs = messages(&s, &target(TENANT));
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("phase `b` sends from 192.0.2.10 at 120.0/min"),
+            "{msgs:?}"
+        );
+    }
+
+    #[test]
+    fn a_mailbox_outside_the_allowed_domains_is_refused() {
+        let text = TENANT.replace(
+            "allowed_domains = [\"contoso.example\"]",
+            "allowed_domains = [\"fabrikam.example\"]",
+        );
+        let s = one_phase(&burst(
+            "primary",
+            "none",
+            "count = 1\nrate = \"1/min\"\nto = [\"a@fabrikam.example\"]",
+        ));
+        let errs = errors(&s, &target(&text));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(
+            errs[0].message,
+            "mailbox `qa1@contoso.example` is outside the guard's allowed recipient domains (fabrikam.example); add its domain to [guard] allowed_domains or use another mailbox"
+        );
+        assert_eq!(
+            errs[0].location.expect("a position").line,
+            line_of(&text, "qa1@contoso.example")
+        );
+    }
+
+    // --- the change step ---
+
+    fn change_of(p: &Plan) -> &PlannedChange {
+        p.phases[0].change.as_ref().expect("a change step")
+    }
+
+    #[test]
+    fn a_change_step_fills_in_its_defaults() {
+        let s = one_phase(&format!(
+            "[phases.change]\nconnector = \"create\"\n{}",
+            burst("primary", "starttls", "count = 3\ninterval = \"2s\"")
+        ));
+        let p = plan(&s, &sim());
+        let c = change_of(&p);
+        assert_eq!(c.action, ConnectorAction::Create);
+        assert_eq!(c.connector_name, DEFAULT_CONNECTOR_NAME);
+        assert_eq!(c.sender_ips, vec!["127.0.0.2", "127.0.0.3"]);
+        assert!(c.require_tls && !c.restrict_domains_to_ips);
+        assert_eq!(c.apply, ApplyMethod::Simulator);
+        assert_eq!((c.command.as_ref(), c.signal_file.as_ref()), (None, None));
+        assert_eq!(c.wait, WaitMethod::Settle);
+        assert_eq!(
+            (
+                c.apply_timeout_secs,
+                c.settle_secs,
+                c.poll_interval_secs,
+                c.deadline_secs
+            ),
+            (3600.0, 5.0, 5.0, 600.0)
+        );
+        // A settle wait adds its time; nothing is probed.
+        assert_eq!(p.expected_duration_secs, 5.0 + 4.0);
+        assert_eq!(p.max_attempts, 3);
+    }
+
+    #[test]
+    fn a_change_step_lists_each_sender_ip_once() {
+        let t = target("name = \"s\"\nkind = \"simulator\"\n\n[senders]\na = \"127.0.0.9\"\nb = \"127.0.0.4\"\nc = \"127.0.0.9\"\n");
+        let s = one_phase(&format!(
+            "[phases.change]\nconnector = \"update\"\nname = \"Mine\"\nrequire_tls = false\nrestrict_domains_to_ips = true\n{}",
+            burst("a", "none", "count = 1\nrate = \"1/min\"")
+        ));
+        let p = plan(&s, &t);
+        let c = change_of(&p);
+        assert_eq!(c.sender_ips, vec!["127.0.0.4", "127.0.0.9"]);
+        assert_eq!(c.connector_name, "Mine");
+        assert!(!c.require_tls && c.restrict_domains_to_ips);
+    }
+
+    #[test]
+    fn a_poll_wait_counts_its_probes_and_its_first_interval() {
+        let s = one_phase(&format!(
+            "[phases.change]\nconnector = \"create\"\nwait = \"poll\"\npoll_interval = \"1s\"\ndeadline = \"10s\"\n{}",
+            burst("primary", "starttls", "count = 1\nrate = \"1/min\"")
+        ));
+        let p = plan(&s, &sim());
+        // 11 rounds × 2 probes (TLS and plain, since the connector requires TLS) × 2 sender IPs.
+        assert_eq!(max_probes(change_of(&p), 2), 44);
+        assert_eq!((p.total_messages, p.max_attempts), (1, 45));
+        assert_eq!(p.expected_duration_secs, 1.0);
+    }
+
+    #[test]
+    fn the_targets_connector_way_applies_unless_the_scenario_names_its_own() {
+        let t = target(&format!(
+            "{TENANT}\n[connector]\napply = \"hook\"\ncommand = [\"set-connector\", \"--now\"]\n"
+        ));
+        let body = |change: &str| {
+            one_phase(&format!(
+                "[phases.change]\nconnector = \"create\"\n{change}\n{}",
+                burst("primary", "starttls", "count = 1\nrate = \"1/min\"")
+            ))
+        };
+        let p = plan(&body(""), &t);
+        let c = change_of(&p);
+        assert_eq!(c.apply, ApplyMethod::Hook);
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&["set-connector".to_string(), "--now".to_string()][..])
+        );
+        let p = plan(&body("apply = \"prompt\""), &t);
+        let c = change_of(&p);
+        assert_eq!(c.apply, ApplyMethod::Prompt);
+        assert_eq!(c.command, None);
+        // A tenant without [connector] prompts the operator.
+        let p = plan(&body(""), &target(TENANT));
+        assert_eq!(change_of(&p).apply, ApplyMethod::Prompt);
+        assert!(p.render_text().contains("applied by Prompt\n"));
+        let p = plan(&body(""), &t);
+        assert!(
+            p.render_text()
+                .contains("applied by Hook `set-connector --now`\n"),
+            "{}",
+            p.render_text()
+        );
+    }
+
+    #[test]
+    fn applying_through_the_simulator_is_refused_on_a_tenant() {
+        let s = one_phase(&format!(
+            "[phases.change]\nconnector = \"create\"\napply = \"simulator\"\n{}",
+            burst("primary", "starttls", "count = 1\nrate = \"1/min\"")
+        ));
+        let errs = errors(&s, &target(TENANT));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].message,
+            "`apply = \"simulator\"` only works against the embedded simulator, and target `t` is a real tenant: use \"prompt\", \"hook\" or \"signal-file\""
+        );
+        let line = line_of(&s.src.text, "apply = ");
+        assert_eq!(errs[0].origin(), format!("s.toml:{line}:9"));
+    }
+
+    // --- bursts ---
+
+    #[test]
+    fn sender_all_expands_to_every_role_in_order() {
+        let s = one_phase(&burst(
+            "all",
+            "starttls",
+            "count = 2\nrate = \"30/min\"\nname = \"both\"",
+        ));
+        let p = plan(&s, &sim());
+        let b = &p.phases[0].bursts;
+        let got: Vec<(&str, String, Option<&str>)> = b
+            .iter()
+            .map(|b| (b.id.as_str(), b.source_ip.to_string(), b.label.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "p/primary/starttls/0",
+                    "127.0.0.2".to_string(),
+                    Some("both")
+                ),
+                (
+                    "p/secondary/starttls/0",
+                    "127.0.0.3".to_string(),
+                    Some("both")
+                ),
+            ]
+        );
+        assert_eq!(p.total_messages, 4);
+        // Sequential: one burst after the other.
+        assert_eq!(p.phases[0].expected_duration_secs, 4.0);
+    }
+
+    #[test]
+    fn a_parallel_phase_lasts_as_long_as_its_longest_burst() {
+        let s = one_phase(&format!(
+            "mode = \"parallel\"\n{}{}",
+            burst("primary", "none", "count = 3\ninterval = \"1s\""),
+            burst("secondary", "none", "count = 2\ninterval = \"5s\"")
+        ));
+        let p = plan(&s, &sim());
+        assert_eq!(p.phases[0].expected_duration_secs, 5.0);
+        let ids: Vec<&str> = p.phases[0].bursts.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, vec!["p/primary/none/0", "p/secondary/none/1"]);
+    }
+
+    #[test]
+    fn an_unknown_role_is_reported_once_and_its_recipients_are_not_checked() {
+        let s = one_phase(&burst(
+            "tertiary",
+            "none",
+            "count = 1\nrate = \"1/min\"\nto = [\"a@fabrikam.example\"]",
+        ));
+        assert_eq!(
+            messages(&s, &sim()),
+            vec!["sender role `tertiary` is not defined by target `sim` (<built-in>/scenarios/targets/sim.toml); its roles are: primary, secondary (or `all`)"]
+        );
+    }
+
+    #[test]
+    fn burst_shape_reads_the_pace_from_rate_or_interval() {
+        let b = parse_burst("sender = \"a\"\ntls = \"none\"\ncount = 10\nrate = \"30/min\"");
+        let sh = BurstShape::of(&b);
+        assert_eq!(sh.interval, Duration::from_secs(2));
+        assert!((sh.rate_per_min - 30.0).abs() < 1e-9);
+        assert_eq!(sh.duration_secs, 18.0);
+
+        let b = parse_burst("sender = \"a\"\ntls = \"none\"\ncount = 3\ninterval = \"500ms\"");
+        let sh = BurstShape::of(&b);
+        assert!((sh.rate_per_min - 120.0).abs() < 1e-9);
+        assert_eq!(sh.duration_secs, 1.0);
+
+        // No pace at all (refused when loading) still means one a second.
+        let b = parse_burst("sender = \"a\"\ntls = \"none\"\ncount = 1");
+        let sh = BurstShape::of(&b);
+        assert_eq!(sh.interval, Duration::from_secs(1));
+        assert_eq!(sh.duration_secs, 0.0);
+    }
+
+    #[test]
+    fn burst_shape_defaults_to_one_message_per_connection_and_one_at_a_time() {
+        let b = parse_burst("sender = \"a\"\ntls = \"none\"\ncount = 10\nrate = \"1/s\"");
+        let sh = BurstShape::of(&b);
+        assert_eq!(
+            (sh.per_connection, sh.connections, sh.concurrency),
+            (1, 10, 1)
+        );
+        assert_eq!((sh.recipients_per_message, sh.attempts), (1, 1));
+    }
+
+    #[test]
+    fn burst_shape_rounds_connections_up_and_caps_concurrency_at_them() {
+        let b = parse_burst(
+            "sender = \"a\"\ntls = \"none\"\ncount = 10\nrate = \"1/s\"\nper_connection = 3\nconcurrency = 9\nrecipients = 4\nretry = { attempts = 3, backoff = \"1s\" }",
+        );
+        let sh = BurstShape::of(&b);
+        assert_eq!(
+            (sh.per_connection, sh.connections, sh.concurrency),
+            (3, 4, 4)
+        );
+        assert_eq!((sh.recipients_per_message, sh.attempts), (4, 3));
+        // A zero (refused when loading) still means one.
+        let b = parse_burst(
+            "sender = \"a\"\ntls = \"none\"\ncount = 2\nrate = \"1/s\"\nper_connection = 0\nconcurrency = 0",
+        );
+        let sh = BurstShape::of(&b);
+        assert_eq!(
+            (sh.per_connection, sh.connections, sh.concurrency),
+            (1, 2, 1)
+        );
+    }
+
+    #[test]
+    fn planned_bursts_carry_the_shape_body_size_and_retry() {
+        let s = one_phase(&burst(
+            "primary",
+            "implicit",
+            "count = 4\nrate = \"6/min\"\nper_connection = 2\nconcurrency = 2\nbody_size = \"10KiB\"\nretry = { attempts = 2, backoff = \"30s\" }",
+        ));
+        let p = plan(&s, &sim());
+        let b = &p.phases[0].bursts[0];
+        assert_eq!(b.interval_secs, 10.0);
+        assert!((b.rate_per_min - 6.0).abs() < 1e-9);
+        assert_eq!((b.per_connection, b.connections, b.concurrency), (2, 2, 2));
+        assert_eq!(b.body_size, 10 * 1024);
+        assert_eq!(b.expected_duration_secs, 30.0);
+        assert_eq!(b.retry.as_ref().map(|r| r.attempts), Some(2));
+        assert_eq!(p.max_attempts, 8);
+        let plain = plan(
+            &one_phase(&burst("primary", "none", "count = 1\nrate = \"1/s\"")),
+            &sim(),
+        );
+        assert_eq!(plain.phases[0].bursts[0].body_size, DEFAULT_BODY_SIZE);
+    }
+
+    #[test]
+    fn recipients_are_the_bursts_to_or_else_every_test_mailbox() {
+        let s = one_phase(&format!(
+            "{}{}",
+            burst("primary", "none", "count = 1\nrate = \"1/s\""),
+            burst(
+                "primary",
+                "none",
+                "count = 1\nrate = \"1/s\"\nto = [\"qa2@contoso.example\", \"qa1@Contoso.Example\"]"
+            )
+        ));
+        let p = plan(&s, &sim());
+        assert_eq!(
+            p.phases[0].bursts[0].recipients,
+            vec!["qa1@contoso.example", "qa2@contoso.example"]
+        );
+        assert_eq!(
+            p.phases[0].bursts[1].recipients,
+            vec!["qa2@contoso.example", "qa1@Contoso.Example"]
+        );
+        // A simulator target without [[mailboxes]] sends to the simulated tenant's own.
+        let t =
+            target("name = \"s\"\nkind = \"simulator\"\n\n[senders]\nprimary = \"127.0.0.2\"\n");
+        let p = plan(
+            &one_phase(&burst("primary", "none", "count = 1\nrate = \"1/s\"")),
+            &t,
+        );
+        assert_eq!(
+            p.phases[0].bursts[0].recipients,
+            vec![
+                "qa1@contoso.example",
+                "qa2@contoso.example",
+                "qa3@contoso.example"
+            ]
+        );
+        assert_eq!(p.destination.domain, "contoso.example");
+    }
+
+    #[test]
+    fn a_recipient_outside_the_allowed_domains_is_refused_where_it_is_written() {
+        let s = one_phase(&burst(
+            "primary",
+            "none",
+            "count = 1\nrate = \"1/s\"\nto = [\"qa1@contoso.example\", \"x@fabrikam.example\"]",
+        ));
+        let errs = errors(&s, &sim());
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].message,
+            "recipient `x@fabrikam.example` is outside target `sim`'s allowed recipient domains (contoso.example): the guard rails refuse to send there"
+        );
+        let line = line_of(&s.src.text, "x@fabrikam.example");
+        assert_eq!(errs[0].origin(), format!("s.toml:{line}:30"));
+    }
+
+    #[test]
+    fn a_burst_with_nobody_to_send_to_is_refused() {
+        let s = one_phase(&burst("primary", "none", "count = 1\nrate = \"1/s\""));
+        let t = sim();
+        let mut x = Expansion::new(&s, &t);
+        x.mailboxes.clear();
+        let p = &s.file.phases.get_ref()[0];
+        let b = p.get_ref().bursts.get_ref()[0].get_ref();
+        assert!(x.burst_recipients(b).is_empty());
+        let msgs: Vec<&str> = x.errs.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs,
+            vec!["burst has no recipients: target `sim` lists no [[mailboxes]] and the burst has no `to`"]
+        );
+    }
+
+    // --- expectations ---
+
+    /// Primary sends with and without TLS, secondary with STARTTLS only.
+    fn three_cells(expect: &str) -> LoadedScenario {
+        one_phase(&format!(
+            "{}{}{}{expect}",
+            burst("primary", "starttls", "count = 1\nrate = \"1/s\""),
+            burst("primary", "none", "count = 1\nrate = \"1/s\""),
+            burst("secondary", "starttls", "count = 1\nrate = \"1/s\""),
+        ))
+    }
+
+    fn expect(sender: &str, tls: &str, checks: &str) -> String {
+        format!("\n[[phases.expect]]\nsender = \"{sender}\"\ntls = \"{tls}\"\nchecks = {checks}\n")
+    }
+
+    #[test]
+    fn all_and_all_expand_to_every_cell_for_each_check() {
+        let s = three_cells(&expect(
+            "all",
+            "all",
+            "[\"accepted_rate >= 1.0\", \"throttle_rate <= 0.0\"]",
+        ));
+        let p = plan(&s, &sim());
+        // Checks print their values normalised.
+        let got: Vec<String> = p.phases[0]
+            .expectations
+            .iter()
+            .map(|e| format!("{}/{}/{}: {}", e.phase, e.sender, e.tls, e.check))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "p/primary/none: accepted_rate >= 1",
+                "p/primary/starttls: accepted_rate >= 1",
+                "p/secondary/starttls: accepted_rate >= 1",
+                "p/primary/none: throttle_rate <= 0",
+                "p/primary/starttls: throttle_rate <= 0",
+                "p/secondary/starttls: throttle_rate <= 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_role_or_a_tls_mode_narrows_the_cells() {
+        let s = three_cells(&format!(
+            "{}{}",
+            expect("primary", "all", "[\"accepted_rate >= 1.0\"]"),
+            expect("all", "starttls", "[\"throttle_rate <= 0.0\"]")
+        ));
+        let p = plan(&s, &sim());
+        let got: Vec<String> = p.phases[0]
+            .expectations
+            .iter()
+            .map(|e| format!("{}/{}", e.sender, e.tls))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "primary/none",
+                "primary/starttls",
+                "primary/starttls",
+                "secondary/starttls"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expectation_with_an_unknown_tls_mode_or_role_is_refused() {
+        let s = three_cells(&format!(
+            "{}{}",
+            expect("primary", "tls13", "[\"accepted_rate >= 1.0\"]"),
+            expect("tertiary", "all", "[\"accepted_rate >= 1.0\"]")
+        ));
+        assert_eq!(
+            messages(&s, &sim()),
+            vec![
+                "unknown TLS mode `tls13`: expected one of none, starttls, starttls-opportunistic, implicit, or all",
+                "sender role `tertiary` is not defined by target `sim`; its roles are: primary, secondary (or `all`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_expectation_of_a_cell_nobody_sends_points_at_what_is_missing() {
+        let text_tls = expect("secondary", "none", "[\"accepted_rate >= 1.0\"]");
+        let s = three_cells(&text_tls);
+        let errs = errors(&s, &sim());
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].message,
+            "no burst in phase `p` sends from `secondary` with tls `none`, so this expectation names a cell that does not exist; the phase's cells are: primary/none, primary/starttls, secondary/starttls"
+        );
+        // The last `tls = "none"` is the expectation's.
+        let lines: Vec<&str> = s.src.text.lines().collect();
+        let tls_line = lines
+            .iter()
+            .rposition(|l| *l == "tls = \"none\"")
+            .expect("tls")
+            + 1;
+        assert_eq!(errs[0].location.expect("a position").line, tls_line);
+
+        // A role the target has but the phase does not send from: the sender is at fault.
+        let s = one_phase(&format!(
+            "{}{}",
+            burst("primary", "starttls", "count = 1\nrate = \"1/s\""),
+            expect("secondary", "starttls", "[\"accepted_rate >= 1.0\"]")
+        ));
+        let errs = errors(&s, &sim());
+        assert_eq!(
+            errs[0].message,
+            "no burst in phase `p` sends from `secondary`, so this expectation names a cell that does not exist; the phase's cells are: primary/starttls"
+        );
+        assert_eq!(
+            errs[0].location.expect("a position").line,
+            line_of(&s.src.text, "sender = \"secondary\"")
+        );
+
+        // With `all` in it, the whole expectation matches nothing.
+        let s = three_cells(&expect("all", "implicit", "[\"accepted_rate >= 1.0\"]"));
+        assert_eq!(
+            messages(&s, &sim()),
+            vec!["this expectation matches no cell of phase `p`; the phase's cells are: primary/none, primary/starttls, secondary/starttls"]
+        );
+    }
+
+    #[test]
+    fn observed_metrics_need_imap_and_tls_version_needs_tls() {
+        let s = one_phase(&format!(
+            "{}{}",
+            burst("primary", "starttls", "count = 1\nrate = \"1/s\""),
+            expect(
+                "all",
+                "all",
+                "[\"delivered_rate >= 1.0\", \"accepted_rate >= 1.0\"]"
+            )
+        ));
+        let p = build(&s, &target(TENANT));
+        assert_eq!(
+            p.expect_err("refused").0[0].message,
+            "`delivered_rate` needs IMAP observation, but target `t` has no [imap] settings"
+        );
+        assert_eq!(plan(&s, &sim()).phases[0].expectations.len(), 2);
+
+        let s = three_cells(&expect("primary", "all", "['tls_version >= \"1.2\"']"));
+        assert_eq!(
+            messages(&s, &sim()),
+            vec!["`tls_version` cannot hold for a `tls = \"none\"` cell: it never negotiates TLS"]
+        );
+        let s = three_cells(&expect("all", "starttls", "['tls_version >= \"1.2\"']"));
+        assert_eq!(plan(&s, &sim()).phases[0].expectations.len(), 2);
+    }
+
+    // --- the destination ---
+
+    #[test]
+    fn the_destination_is_the_simulator_or_the_tenants_mx() {
+        let p = plan(
+            &one_phase(&burst("primary", "none", "count = 1\nrate = \"1/s\"")),
+            &sim(),
+        );
+        assert_eq!(p.destination.port, 0);
+        assert_eq!(
+            p.destination.mx,
+            "embedded simulator (loopback, ephemeral port)"
+        );
+        let s = one_phase(&burst("primary", "none", "count = 1\nrate = \"1/s\""));
+        let p = plan(&s, &target(TENANT));
+        assert_eq!(
+            (p.destination.mx.as_str(), p.destination.port),
+            ("MX of contoso.example, resolved from DNS", 25)
+        );
+        let t = target(&TENANT.replace(
+            "domain = \"contoso.example\"",
+            "domain = \"contoso.example\"\nmx = \"mx.example\"\nport = 2525",
+        ));
+        let p = plan(&s, &t);
+        assert_eq!(
+            (p.destination.mx.as_str(), p.destination.port),
+            ("mx.example", 2525)
+        );
+    }
+}
