@@ -364,19 +364,6 @@ pub fn instructions_text(
     current: Option<&[ConnectorCidr]>,
 ) -> String {
     let mut o = String::new();
-    let who = |ip: &ConnectorCidr| {
-        let s = ip.to_string();
-        let names: Vec<&str> = roles
-            .iter()
-            .filter(|(_, v)| *v == s || v.parse::<ConnectorCidr>().is_ok_and(|c| covers(ip, &c)))
-            .map(|(r, _)| r.as_str())
-            .collect();
-        if names.is_empty() {
-            s
-        } else {
-            format!("{s} ({})", names.join(", "))
-        }
-    };
     let wanted: Vec<ConnectorCidr> = params
         .sender_ips
         .iter()
@@ -386,36 +373,72 @@ pub fn instructions_text(
         o,
         "Inbound connector \"{}\" for target {target_name}: mail comes from {}.",
         params.name,
-        wanted.iter().map(who).collect::<Vec<_>>().join(", ")
-    );
-    let Some(current) = current else {
-        let _ = writeln!(o);
-        let _ = writeln!(o, "In the tenant's Exchange admin center:");
-        for (i, s) in admin_center_steps_for(ConnectorAction::Create, params)
+        wanted
             .iter()
-            .enumerate()
-        {
-            let _ = writeln!(o, "  {}. {s}", i + 1);
-        }
-        let _ = writeln!(
-            o,
-            "\nOr in Exchange Online PowerShell (Connect-ExchangeOnline first):"
-        );
-        let _ = writeln!(o, "  {}", powershell_for(ConnectorAction::Create, params));
-        let _ = writeln!(o, "\nAn existing connector is changed with:");
-        let _ = writeln!(o, "  {}", powershell_for(ConnectorAction::Update, params));
-        let _ = writeln!(
-            o,
-            "\nCheck it afterwards with:\n  {}",
-            powershell_check(&params.name)
-        );
-        let _ = writeln!(
-            o,
-            "\nIt can take a few minutes to take effect; then send a test with `mailharness confirm`."
-        );
-        return o;
-    };
-    let d = ip_diff(current, &wanted);
+            .map(|ip| with_roles(ip, roles))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match current {
+        None => new_connector_text(&mut o, params),
+        Some(current) => ip_change_text(&mut o, params, roles, current, &wanted),
+    }
+    o
+}
+
+/// An IP or range with the roles it covers, for the reader: `192.0.2.1 (primary)`.
+fn with_roles(ip: &ConnectorCidr, roles: &[(String, String)]) -> String {
+    let s = ip.to_string();
+    let names: Vec<&str> = roles
+        .iter()
+        .filter(|(_, v)| *v == s || v.parse::<ConnectorCidr>().is_ok_and(|c| covers(ip, &c)))
+        .map(|(r, _)| r.as_str())
+        .collect();
+    if names.is_empty() {
+        s
+    } else {
+        format!("{s} ({})", names.join(", "))
+    }
+}
+
+/// The numbered admin center steps for `action`, then the PowerShell introduction and command.
+fn steps_and_powershell(o: &mut String, action: ConnectorAction, params: &ConnectorParams) {
+    let _ = writeln!(o, "\nIn the tenant's Exchange admin center:");
+    for (i, s) in admin_center_steps_for(action, params).iter().enumerate() {
+        let _ = writeln!(o, "  {}. {s}", i + 1);
+    }
+    let _ = writeln!(
+        o,
+        "\nOr in Exchange Online PowerShell (Connect-ExchangeOnline first):"
+    );
+    let _ = writeln!(o, "  {}", powershell_for(action, params));
+}
+
+/// Instructions for creating the connector (or changing an existing one to match).
+fn new_connector_text(o: &mut String, params: &ConnectorParams) {
+    steps_and_powershell(o, ConnectorAction::Create, params);
+    let _ = writeln!(o, "\nAn existing connector is changed with:");
+    let _ = writeln!(o, "  {}", powershell_for(ConnectorAction::Update, params));
+    let _ = writeln!(
+        o,
+        "\nCheck it afterwards with:\n  {}",
+        powershell_check(&params.name)
+    );
+    let _ = writeln!(
+        o,
+        "\nIt can take a few minutes to take effect; then send a test with `mailharness confirm`."
+    );
+}
+
+/// Instructions for bringing the connector's current IP list to the wanted one.
+fn ip_change_text(
+    o: &mut String,
+    params: &ConnectorParams,
+    roles: &[(String, String)],
+    current: &[ConnectorCidr],
+    wanted: &[ConnectorCidr],
+) {
+    let d = ip_diff(current, wanted);
     let list = |v: &[ConnectorCidr]| {
         if v.is_empty() {
             "(none)".to_string()
@@ -435,35 +458,23 @@ pub fn instructions_text(
         if !d.keep.is_empty() {
             let _ = writeln!(o, "Check it with:\n  {}", powershell_check(&params.name));
         }
-        return o;
+        return;
     }
     let _ = writeln!(o, "\nChange needed after the IP change:");
     for c in &d.add {
-        let _ = writeln!(o, "  add     {}", who(c));
+        let _ = writeln!(o, "  add     {}", with_roles(c, roles));
     }
     for c in &d.remove {
         let _ = writeln!(o, "  remove  {c} (no longer sends)");
     }
     for c in &d.keep {
-        let _ = writeln!(o, "  keep    {}", who(c));
+        let _ = writeln!(o, "  keep    {}", with_roles(c, roles));
     }
-    let result = d.result();
     let after = ConnectorParams {
-        sender_ips: result.iter().map(ToString::to_string).collect(),
+        sender_ips: d.result().iter().map(ToString::to_string).collect(),
         ..params.clone()
     };
-    let _ = writeln!(o, "\nIn the tenant's Exchange admin center:");
-    for (i, s) in admin_center_steps_for(ConnectorAction::Update, &after)
-        .iter()
-        .enumerate()
-    {
-        let _ = writeln!(o, "  {}. {s}", i + 1);
-    }
-    let _ = writeln!(
-        o,
-        "\nOr in Exchange Online PowerShell (Connect-ExchangeOnline first):"
-    );
-    let _ = writeln!(o, "  {}", powershell_for(ConnectorAction::Update, &after));
+    steps_and_powershell(o, ConnectorAction::Update, &after);
     let _ = writeln!(
         o,
         "  (the same change, incrementally: {})",
@@ -478,7 +489,6 @@ pub fn instructions_text(
         o,
         "\nUntil the change takes effect (a few minutes), mail from an added IP may be throttled (451 4.7.500); run `mailharness verify` after it."
     );
-    o
 }
 
 #[cfg(test)]
@@ -606,5 +616,42 @@ mod tests {
             "Set-InboundConnector -Identity 'Trusted Mail Connector' -SenderIPAddresses @{Add=\"203.0.113.9\"; Remove=\"192.0.2.1\"}"
         );
         assert!(ip_diff(&cidrs("192.0.2.0/24"), &cidrs("192.0.2.8")).is_empty());
+    }
+
+    #[test]
+    fn an_ip_is_shown_with_the_roles_it_covers() {
+        let roles = vec![
+            ("primary".to_string(), "192.0.2.1".to_string()),
+            ("secondary".to_string(), "192.0.2.9".to_string()),
+        ];
+        assert_eq!(
+            with_roles(&cidrs("192.0.2.1")[0], &roles),
+            "192.0.2.1 (primary)"
+        );
+        assert_eq!(
+            with_roles(&cidrs("192.0.2.0/24")[0], &roles),
+            "192.0.2.0/24 (primary, secondary)"
+        );
+        assert_eq!(with_roles(&cidrs("203.0.113.1")[0], &roles), "203.0.113.1");
+    }
+
+    #[test]
+    fn instructions_for_an_ip_change_list_the_diff_and_the_update() {
+        let params = ConnectorParams {
+            name: "C".into(),
+            sender_ips: vec!["192.0.2.9".into()],
+            require_tls: true,
+            restrict_domains_to_ips: false,
+        };
+        let roles = vec![("primary".to_string(), "192.0.2.9".to_string())];
+        let text = instructions_text("t", &params, &roles, Some(&cidrs("192.0.2.1")));
+        assert!(text.starts_with(
+            "Inbound connector \"C\" for target t: mail comes from 192.0.2.9 (primary).\nThe connector lists now: 192.0.2.1\n\nChange needed after the IP change:\n  add     192.0.2.9 (primary)\n  remove  192.0.2.1 (no longer sends)\n\nIn the tenant's Exchange admin center:\n  1. "
+        ), "{text}");
+        assert!(text.contains("  Set-InboundConnector -Identity 'C' -SenderIPAddresses 192.0.2.9 -RequireTls $true\n  (the same change, incrementally: "), "{text}");
+        let same = instructions_text("t", &params, &roles, Some(&cidrs("192.0.2.0/24")));
+        assert!(same.ends_with("\nNothing to change: the connector already covers every sending IP.\nCheck it with:\n  Get-InboundConnector -Identity 'C' | Format-List Name,Enabled,ConnectorType,SenderDomains,SenderIPAddresses,RequireTls,RestrictDomainsToIPAddresses\n"), "{same}");
+        let new = instructions_text("t", &params, &roles, None);
+        assert!(new.contains("\nOr in Exchange Online PowerShell (Connect-ExchangeOnline first):\n  New-InboundConnector -Name 'C'"), "{new}");
     }
 }

@@ -485,23 +485,84 @@ pub async fn observe(
     opts: &ObserveOptions,
 ) -> Result<Observation, ObserveError> {
     let started = Instant::now();
-    let deadline = started + opts.deadline;
-    let mut summary = ObserveSummary {
-        run_id: run_id.to_string(),
-        expected: 0,
-        found: 0,
-        missing: 0,
-        anomalies: 0,
-        by_folder: BTreeMap::new(),
-        unobservable: Vec::new(),
-        since_fallback: Vec::new(),
-        warnings: Vec::new(),
-        cleanup: None,
-        polls: 0,
-        elapsed_ms: 0.0,
+    let mut summary = ObserveSummary::empty(run_id);
+    let expects = expected_copies(target, run_id, attempts, &mut summary.unobservable);
+    summary.expected = expects.len();
+    let mut sessions: Vec<Session> = (0..target.mailboxes.len())
+        .map(|index| Session {
+            index,
+            client: None,
+            folders: None,
+            since_mode: opts.search == SearchMode::Since,
+            found: Vec::new(),
+            polled_ok: false,
+            last_error: None,
+        })
+        .collect();
+    let mut poll = Poll {
+        target,
+        run_id,
+        since: since_date(attempts, run_id),
+        opts,
+        summary,
     };
+    let matching = match poll
+        .until_found(&expects, attempts, &mut sessions, started + opts.deadline)
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            close_all(&mut sessions).await;
+            return Err(e);
+        }
+    };
+    let mut summary = poll.summary;
+    let records = build_records(
+        target,
+        run_id,
+        attempts,
+        &expects,
+        &sessions,
+        &matching,
+        &mut summary,
+    );
 
-    // Expected copies, in attempt order.
+    if opts.cleanup {
+        summary.cleanup = Some(cleanup(target, &mut sessions, run_id).await);
+    }
+    close_all(&mut sessions).await;
+    summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(Observation { records, summary })
+}
+
+impl ObserveSummary {
+    /// Nothing expected, found or polled yet.
+    fn empty(run_id: &str) -> Self {
+        ObserveSummary {
+            run_id: run_id.to_string(),
+            expected: 0,
+            found: 0,
+            missing: 0,
+            anomalies: 0,
+            by_folder: BTreeMap::new(),
+            unobservable: Vec::new(),
+            since_fallback: Vec::new(),
+            warnings: Vec::new(),
+            cleanup: None,
+            polls: 0,
+            elapsed_ms: 0.0,
+        }
+    }
+}
+
+/// The copies to look for, in attempt order: each accepted attempt of the run in each of its
+/// recipients' test mailboxes. Attempts that went to no test mailbox are added to `unobservable`.
+fn expected_copies(
+    target: &ImapTarget,
+    run_id: &str,
+    attempts: &[AttemptRecord],
+    unobservable: &mut Vec<String>,
+) -> Vec<Expect> {
     let mut expects = Vec::new();
     for (ai, a) in attempts.iter().enumerate() {
         if a.run_id != run_id || a.outcome != OutcomeClass::Accepted {
@@ -521,14 +582,16 @@ pub async fn observe(
             }
         }
         if !any {
-            summary.unobservable.push(a.attempt_id.clone());
+            unobservable.push(a.attempt_id.clone());
         }
     }
-    summary.expected = expects.len();
+    expects
+}
 
-    // SINCE fallback date: a day before the earliest attempt, since INTERNALDATE dates are in
-    // the server's time zone.
-    let since = attempts
+/// The SINCE fallback's date: a day before the run's earliest attempt, since INTERNALDATE dates
+/// are in the server's time zone.
+fn since_date(attempts: &[AttemptRecord], run_id: &str) -> NaiveDate {
+    attempts
         .iter()
         .filter(|a| a.run_id == run_id)
         .map(|a| a.started_at)
@@ -536,88 +599,90 @@ pub async fn observe(
         .unwrap_or_else(Utc::now)
         .date_naive()
         .pred_opt()
-        .unwrap_or(NaiveDate::MIN);
+        .unwrap_or(NaiveDate::MIN)
+}
 
-    let mut sessions: Vec<Session> = (0..target.mailboxes.len())
-        .map(|index| Session {
-            index,
-            client: None,
-            folders: None,
-            since_mode: opts.search == SearchMode::Since,
-            found: Vec::new(),
-            polled_ok: false,
-            last_error: None,
-        })
-        .collect();
+/// What every poll of one observation shares.
+struct Poll<'a> {
+    target: &'a ImapTarget,
+    run_id: &'a str,
+    since: NaiveDate,
+    opts: &'a ObserveOptions,
+    summary: ObserveSummary,
+}
 
-    let mut matching;
-    loop {
-        summary.polls += 1;
-        let first = summary.polls == 1;
-        let pending: HashSet<usize> = if first {
-            (0..sessions.len()).collect()
-        } else {
-            let m = match_found(&expects, attempts, &sessions);
-            expects
-                .iter()
-                .zip(&m.expect_found)
-                .filter(|(_, f)| f.is_none())
-                .map(|(e, _)| e.mailbox)
-                .collect()
+impl Poll<'_> {
+    /// Polls, round after round, the mailboxes still missing a copy (all of them the first time),
+    /// until every copy is found or `deadline` passes. A permanent error ends it at once; so does
+    /// a mailbox that could never be read, since it cannot support "missing". The caller closes
+    /// the sessions after an error.
+    async fn until_found(
+        &mut self,
+        expects: &[Expect],
+        attempts: &[AttemptRecord],
+        sessions: &mut [Session],
+        deadline: Instant,
+    ) -> Result<Matching, ObserveError> {
+        let matching = loop {
+            self.summary.polls += 1;
+            let pending: HashSet<usize> = if self.summary.polls == 1 {
+                (0..sessions.len()).collect()
+            } else {
+                let m = match_found(expects, attempts, sessions);
+                expects
+                    .iter()
+                    .zip(&m.expect_found)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(e, _)| e.mailbox)
+                    .collect()
+            };
+            for sess in sessions.iter_mut().filter(|s| pending.contains(&s.index)) {
+                self.poll_once(sess).await?;
+            }
+            let matching = match_found(expects, attempts, sessions);
+            let all_found = matching.expect_found.iter().all(Option::is_some);
+            let now = Instant::now();
+            if all_found || now >= deadline {
+                break matching;
+            }
+            tokio::time::sleep(self.opts.poll_interval.min(deadline - now)).await;
         };
-        for sess in sessions.iter_mut().filter(|s| pending.contains(&s.index)) {
-            match poll_session(target, sess, run_id, since, opts, &mut summary).await {
-                Ok(()) => {
-                    sess.polled_ok = true;
-                    sess.last_error = None;
-                }
-                Err(e) if e.is_permanent() => {
-                    close_all(&mut sessions).await;
+        for sess in sessions.iter_mut() {
+            if !sess.polled_ok {
+                if let Some(e) = sess.last_error.take() {
                     return Err(e);
                 }
-                Err(e) => {
-                    tracing::warn!(mailbox = %target.mailboxes[sess.index].address, error = %e, "poll failed; retrying next round");
-                    // The connection may be in any state: start over next round.
-                    sess.client = None;
-                    sess.last_error = Some(e);
-                }
             }
         }
-        matching = match_found(&expects, attempts, &sessions);
-        let all_found = matching.expect_found.iter().all(Option::is_some);
-        let now = Instant::now();
-        if all_found || now >= deadline {
-            break;
-        }
-        tokio::time::sleep(opts.poll_interval.min(deadline - now)).await;
+        Ok(matching)
     }
 
-    // A mailbox never read even once can't support "missing": that is an infrastructure failure.
-    for sess in &mut sessions {
-        if !sess.polled_ok {
-            if let Some(e) = sess.last_error.take() {
-                close_all(&mut sessions).await;
-                return Err(e);
+    /// Polls one mailbox; a passing failure is kept for later and retried next round.
+    async fn poll_once(&mut self, sess: &mut Session) -> Result<(), ObserveError> {
+        match poll_session(
+            self.target,
+            sess,
+            self.run_id,
+            self.since,
+            self.opts,
+            &mut self.summary,
+        )
+        .await
+        {
+            Ok(()) => {
+                sess.polled_ok = true;
+                sess.last_error = None;
+            }
+            Err(e) if e.is_permanent() => return Err(e),
+            Err(e) => {
+                tracing::warn!(mailbox = %self.target.mailboxes[sess.index].address, error = %e, "poll failed; retrying next round");
+                // The connection may be in any state: start over next round.
+                sess.client = None;
+                sess.last_error = Some(e);
             }
         }
+        Ok(())
     }
-
-    let records = build_records(
-        target,
-        run_id,
-        attempts,
-        &expects,
-        &sessions,
-        &matching,
-        &mut summary,
-    );
-
-    if opts.cleanup {
-        summary.cleanup = Some(cleanup(target, &mut sessions, run_id).await);
-    }
-    close_all(&mut sessions).await;
-    summary.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    Ok(Observation { records, summary })
 }
 
 async fn close_all(sessions: &mut [Session]) {
@@ -645,30 +710,7 @@ async fn poll_session(
         return Err(ObserveError::Protocol("no IMAP session".into()));
     };
     if sess.folders.is_none() {
-        let list = client.list().await?;
-        let mut folders = Vec::new();
-        if let Some(inbox) = list.iter().find(|f| f.name.eq_ignore_ascii_case("INBOX")) {
-            folders.push(new_folder(&inbox.name, FolderKind::Inbox));
-        } else {
-            // INBOX always exists (RFC 3501 §5.1) even if LIST omits it.
-            folders.push(new_folder("INBOX", FolderKind::Inbox));
-        }
-        let junk: Vec<&Folder> = list
-            .iter()
-            .filter(|f| f.has_flag("\\Junk") && !f.has_flag("\\Noselect"))
-            .collect();
-        if junk.is_empty() {
-            summary.warnings.push(format!(
-                "mailbox {}: no folder carries the SPECIAL-USE \\Junk flag; only INBOX is searched",
-                mailbox.address
-            ));
-        }
-        for f in junk {
-            if !f.name.eq_ignore_ascii_case("INBOX") {
-                folders.push(new_folder(&f.name, FolderKind::Junk));
-            }
-        }
-        sess.folders = Some(folders);
+        sess.folders = Some(watched_folders(client, mailbox, summary).await?);
     }
     let folders = sess
         .folders
@@ -710,41 +752,95 @@ async fn poll_session(
             .into_iter()
             .filter(|u| !folder.seen.contains(u))
             .collect();
-        if new.is_empty() {
-            continue;
+        if !new.is_empty() {
+            let at = FolderAt {
+                mailbox: sess.index,
+                folder: fi,
+            };
+            fetch_run_messages(client, &new, run_id, at, folder, &mut sess.found).await?;
         }
-        let found = &mut sess.found;
-        let seen = &mut folder.seen;
-        let uidvalidity = folder.uidvalidity;
-        let mbox = sess.index;
-        client
-            .uid_fetch_headers(&new, headers::FETCH_FIELDS, |m| {
-                seen.insert(m.uid);
-                let fields = headers::Fields::parse(m.header);
-                // SEARCH HEADER is a substring match, and SINCE matches everything: compare exactly.
-                if fields.get(RUN_HEADER).map(str::trim) != Some(run_id) {
-                    return Ok(());
-                }
-                let evidence = headers::evidence(&fields);
-                found.push(FoundMsg {
-                    mailbox: mbox,
-                    folder: fi,
-                    uidvalidity,
-                    uid: m.uid,
-                    internal_date: m.internal_date,
-                    received_date: evidence
-                        .received
-                        .as_deref()
-                        .and_then(headers::received_date),
-                    seq: fields.get(SEQ_HEADER).map(|s| s.trim().to_string()),
-                    message_id: fields.get("Message-ID").map(headers::normalize_message_id),
-                    evidence,
-                });
-                Ok(())
-            })
-            .await?;
     }
     Ok(())
+}
+
+/// The folders to watch in a mailbox: INBOX, and every selectable folder with the SPECIAL-USE
+/// `\Junk` flag (a warning when there is none).
+async fn watched_folders(
+    client: &mut ImapClient,
+    mailbox: &MailboxAccess,
+    summary: &mut ObserveSummary,
+) -> Result<Vec<FolderState>, ObserveError> {
+    let list = client.list().await?;
+    let mut folders = Vec::new();
+    if let Some(inbox) = list.iter().find(|f| f.name.eq_ignore_ascii_case("INBOX")) {
+        folders.push(new_folder(&inbox.name, FolderKind::Inbox));
+    } else {
+        // INBOX always exists (RFC 3501 §5.1) even if LIST omits it.
+        folders.push(new_folder("INBOX", FolderKind::Inbox));
+    }
+    let junk: Vec<&Folder> = list
+        .iter()
+        .filter(|f| f.has_flag("\\Junk") && !f.has_flag("\\Noselect"))
+        .collect();
+    if junk.is_empty() {
+        summary.warnings.push(format!(
+            "mailbox {}: no folder carries the SPECIAL-USE \\Junk flag; only INBOX is searched",
+            mailbox.address
+        ));
+    }
+    for f in junk {
+        if !f.name.eq_ignore_ascii_case("INBOX") {
+            folders.push(new_folder(&f.name, FolderKind::Junk));
+        }
+    }
+    Ok(folders)
+}
+
+/// Which session and which of its folders a message was found in.
+#[derive(Debug, Clone, Copy)]
+struct FolderAt {
+    mailbox: usize,
+    folder: usize,
+}
+
+/// Fetches the headers of `uids` in the folder open on `client`, marks them seen, and adds the
+/// run's messages among them to `found`.
+async fn fetch_run_messages(
+    client: &mut ImapClient,
+    uids: &[u32],
+    run_id: &str,
+    at: FolderAt,
+    folder: &mut FolderState,
+    found: &mut Vec<FoundMsg>,
+) -> Result<(), ObserveError> {
+    let seen = &mut folder.seen;
+    let uidvalidity = folder.uidvalidity;
+    client
+        .uid_fetch_headers(uids, headers::FETCH_FIELDS, |m| {
+            seen.insert(m.uid);
+            let fields = headers::Fields::parse(m.header);
+            // SEARCH HEADER is a substring match, and SINCE matches everything: compare exactly.
+            if fields.get(RUN_HEADER).map(str::trim) != Some(run_id) {
+                return Ok(());
+            }
+            let evidence = headers::evidence(&fields);
+            found.push(FoundMsg {
+                mailbox: at.mailbox,
+                folder: at.folder,
+                uidvalidity,
+                uid: m.uid,
+                internal_date: m.internal_date,
+                received_date: evidence
+                    .received
+                    .as_deref()
+                    .and_then(headers::received_date),
+                seq: fields.get(SEQ_HEADER).map(|s| s.trim().to_string()),
+                message_id: fields.get("Message-ID").map(headers::normalize_message_id),
+                evidence,
+            });
+            Ok(())
+        })
+        .await
 }
 
 fn new_folder(name: &str, kind: FolderKind) -> FolderState {
@@ -849,6 +945,8 @@ fn folder_kind_name(k: FolderKind) -> &'static str {
     }
 }
 
+/// One record per expected copy (found or missing), then one per anomaly; counts them into
+/// `summary`.
 fn build_records(
     target: &ImapTarget,
     run_id: &str,
@@ -860,97 +958,121 @@ fn build_records(
 ) -> Vec<ObservationRecord> {
     let now = Utc::now();
     let mut records = Vec::with_capacity(expects.len() + matching.anomalies.len());
-    let found_record = |m: &FoundMsg,
-                        status: ObservationStatus,
-                        attempt: Option<&AttemptRecord>|
-     -> ObservationRecord {
+    let record_of = |m: &FoundMsg, status, attempt: Option<&AttemptRecord>| {
         let folder = sessions[m.mailbox]
             .folders
             .as_ref()
             .and_then(|f| f.get(m.folder));
-        let accepted_at = attempt.map(|a| a.finished_at);
-        let latency_ms = match (arrival(m), accepted_at) {
-            (Some(arr), Some(acc)) => Some(
-                (arr.with_timezone(&Utc) - acc)
-                    .num_microseconds()
-                    .map(|us| us as f64 / 1000.0)
-                    .unwrap_or(f64::NAN),
-            )
-            .filter(|v| v.is_finite()),
-            _ => None,
-        };
-        ObservationRecord {
-            schema: RECORD_SCHEMA,
-            run_id: run_id.to_string(),
-            seq: attempt.map(|a| a.seq.clone()).or_else(|| m.seq.clone()),
-            attempt_id: attempt.map(|a| a.attempt_id.clone()),
-            message_id: m.message_id.clone(),
-            mailbox: target.mailboxes[m.mailbox].address.clone(),
-            status,
-            folder: folder.map(|f| f.kind),
-            folder_name: folder.map(|f| f.name.clone()),
-            uidvalidity: m.uidvalidity,
-            uid: Some(m.uid),
-            internal_date: m.internal_date.map(|d| d.with_timezone(&Utc)),
-            accepted_at,
-            latency_ms,
-            evidence: m.evidence.clone(),
-            observed_at: now,
-        }
+        let mailbox = &target.mailboxes[m.mailbox].address;
+        found_record(run_id, mailbox, folder, m, status, attempt, now)
     };
     for (ei, e) in expects.iter().enumerate() {
         let a = &attempts[e.attempt];
         match matching.expect_found[ei] {
             Some((si, fi)) => {
                 let m = &sessions[si].found[fi];
-                let rec = found_record(m, ObservationStatus::Found, Some(a));
+                let rec = record_of(m, ObservationStatus::Found, Some(a));
                 if let Some(k) = rec.folder {
-                    summary
-                        .by_folder
-                        .entry(folder_kind_name(k).to_string())
-                        .or_default()
-                        .found += 1;
+                    summary.folder_counts(k).found += 1;
                 }
                 summary.found += 1;
                 records.push(rec);
             }
             None => {
                 summary.missing += 1;
-                records.push(ObservationRecord {
-                    schema: RECORD_SCHEMA,
-                    run_id: run_id.to_string(),
-                    seq: Some(a.seq.clone()),
-                    attempt_id: Some(a.attempt_id.clone()),
-                    message_id: Some(a.message_id.clone()),
-                    mailbox: target.mailboxes[e.mailbox].address.clone(),
-                    status: ObservationStatus::Missing,
-                    folder: None,
-                    folder_name: None,
-                    uidvalidity: None,
-                    uid: None,
-                    internal_date: None,
-                    accepted_at: Some(a.finished_at),
-                    latency_ms: None,
-                    evidence: Evidence::default(),
-                    observed_at: now,
-                });
+                let mailbox = &target.mailboxes[e.mailbox].address;
+                records.push(missing_record(run_id, mailbox, a, now));
             }
         }
     }
     for &(si, fi, attempt) in &matching.anomalies {
         let m = &sessions[si].found[fi];
-        let rec = found_record(m, ObservationStatus::Anomaly, attempt.map(|i| &attempts[i]));
+        let rec = record_of(m, ObservationStatus::Anomaly, attempt.map(|i| &attempts[i]));
         if let Some(k) = rec.folder {
-            summary
-                .by_folder
-                .entry(folder_kind_name(k).to_string())
-                .or_default()
-                .anomaly += 1;
+            summary.folder_counts(k).anomaly += 1;
         }
         summary.anomalies += 1;
         records.push(rec);
     }
     records
+}
+
+impl ObserveSummary {
+    /// The counts of one folder kind, started at zero.
+    fn folder_counts(&mut self, k: FolderKind) -> &mut FolderCounts {
+        self.by_folder
+            .entry(folder_kind_name(k).to_string())
+            .or_default()
+    }
+}
+
+/// The record of a message found in `folder` of `mailbox`, with the attempt it is a copy of
+/// (when known) for the latency.
+fn found_record(
+    run_id: &str,
+    mailbox: &str,
+    folder: Option<&FolderState>,
+    m: &FoundMsg,
+    status: ObservationStatus,
+    attempt: Option<&AttemptRecord>,
+    now: DateTime<Utc>,
+) -> ObservationRecord {
+    let accepted_at = attempt.map(|a| a.finished_at);
+    let latency_ms = match (arrival(m), accepted_at) {
+        (Some(arr), Some(acc)) => Some(
+            (arr.with_timezone(&Utc) - acc)
+                .num_microseconds()
+                .map(|us| us as f64 / 1000.0)
+                .unwrap_or(f64::NAN),
+        )
+        .filter(|v| v.is_finite()),
+        _ => None,
+    };
+    ObservationRecord {
+        schema: RECORD_SCHEMA,
+        run_id: run_id.to_string(),
+        seq: attempt.map(|a| a.seq.clone()).or_else(|| m.seq.clone()),
+        attempt_id: attempt.map(|a| a.attempt_id.clone()),
+        message_id: m.message_id.clone(),
+        mailbox: mailbox.to_string(),
+        status,
+        folder: folder.map(|f| f.kind),
+        folder_name: folder.map(|f| f.name.clone()),
+        uidvalidity: m.uidvalidity,
+        uid: Some(m.uid),
+        internal_date: m.internal_date.map(|d| d.with_timezone(&Utc)),
+        accepted_at,
+        latency_ms,
+        evidence: m.evidence.clone(),
+        observed_at: now,
+    }
+}
+
+/// The record of an expected copy not found in `mailbox` by the deadline.
+fn missing_record(
+    run_id: &str,
+    mailbox: &str,
+    a: &AttemptRecord,
+    now: DateTime<Utc>,
+) -> ObservationRecord {
+    ObservationRecord {
+        schema: RECORD_SCHEMA,
+        run_id: run_id.to_string(),
+        seq: Some(a.seq.clone()),
+        attempt_id: Some(a.attempt_id.clone()),
+        message_id: Some(a.message_id.clone()),
+        mailbox: mailbox.to_string(),
+        status: ObservationStatus::Missing,
+        folder: None,
+        folder_name: None,
+        uidvalidity: None,
+        uid: None,
+        internal_date: None,
+        accepted_at: Some(a.finished_at),
+        latency_ms: None,
+        evidence: Evidence::default(),
+        observed_at: now,
+    }
 }
 
 /// Deletes exactly the run's messages (found and anomalies) from each watched folder.
@@ -1139,4 +1261,191 @@ pub async fn reobserve_run(
         WriteMode::Replace,
     )?;
     Ok(obs.summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocab::TlsMode;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("a time")
+            .with_timezone(&Utc)
+    }
+
+    fn attempt(run: &str, seq: &str, to: &[&str], outcome: OutcomeClass) -> AttemptRecord {
+        let t = at("2025-03-02T00:30:00Z");
+        AttemptRecord {
+            schema: RECORD_SCHEMA,
+            run_id: run.into(),
+            seq: seq.into(),
+            attempt_id: format!("{seq}#1"),
+            attempt: 1,
+            retry_of: None,
+            phase: "p".into(),
+            burst: "b".into(),
+            index: 0,
+            sender: "primary".into(),
+            source_ip: "127.0.0.2".parse().expect("ip"),
+            destination: "127.0.0.1:25".into(),
+            tls_mode: TlsMode::None,
+            tls: None,
+            message_id: format!("<{seq}@x>"),
+            recipients: to.iter().map(|s| s.to_string()).collect(),
+            size: 1,
+            connection: 1,
+            connection_seq: 1,
+            scheduled_at: t,
+            scheduled_ms: 0.0,
+            started_at: t,
+            started_ms: 0.0,
+            finished_at: t,
+            finished_ms: 0.0,
+            transcript: vec![],
+            outcome,
+            reply: None,
+            token: None,
+            queue_id: None,
+            error: None,
+        }
+    }
+
+    fn target(addresses: &[&str]) -> ImapTarget {
+        ImapTarget {
+            connect: ConnectOptions {
+                host: "127.0.0.1".into(),
+                port: 143,
+                tls: ImapTls::Plain,
+                tls_config: None,
+                timeout: DEFAULT_COMMAND_TIMEOUT,
+            },
+            auth: AuthMethod::Login,
+            mailboxes: addresses
+                .iter()
+                .map(|a| MailboxAccess {
+                    address: a.to_string(),
+                    login: a.to_string(),
+                    password: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn expected_copies_are_accepted_attempts_of_the_run_in_test_mailboxes() {
+        let t = target(&["qa1@x.example", "qa2@x.example"]);
+        let attempts = vec![
+            attempt(
+                "r",
+                "s0",
+                &["QA2@x.example ", "qa1@x.example"],
+                OutcomeClass::Accepted,
+            ),
+            attempt("r", "s1", &["qa1@x.example"], OutcomeClass::Throttled),
+            attempt("other", "s2", &["qa1@x.example"], OutcomeClass::Accepted),
+            attempt("r", "s3", &["someone@else.example"], OutcomeClass::Accepted),
+        ];
+        let mut unobservable = Vec::new();
+        let e = expected_copies(&t, "r", &attempts, &mut unobservable);
+        let got: Vec<(usize, usize)> = e.iter().map(|e| (e.attempt, e.mailbox)).collect();
+        assert_eq!(got, vec![(0, 0), (0, 1)]);
+        assert_eq!(unobservable, vec!["s3#1"]);
+    }
+
+    #[test]
+    fn the_since_date_is_the_day_before_the_runs_first_attempt() {
+        let mut a = attempt("r", "s0", &[], OutcomeClass::Accepted);
+        let mut early = attempt("other", "s1", &[], OutcomeClass::Accepted);
+        early.started_at = at("2025-01-01T00:00:00Z");
+        a.started_at = at("2025-03-02T00:30:00Z");
+        assert_eq!(
+            since_date(&[early, a], "r"),
+            NaiveDate::from_ymd_opt(2025, 3, 1).expect("date")
+        );
+    }
+
+    fn found(mailbox: usize, folder: usize, uid: u32, mid: &str) -> FoundMsg {
+        FoundMsg {
+            mailbox,
+            folder,
+            uidvalidity: Some(7),
+            uid,
+            internal_date: Some(
+                DateTime::parse_from_rfc3339("2025-03-02T00:30:02Z").expect("time"),
+            ),
+            received_date: None,
+            seq: None,
+            message_id: Some(mid.into()),
+            evidence: Evidence::default(),
+        }
+    }
+
+    #[test]
+    fn records_count_found_missing_and_anomalies_by_folder() {
+        let t = target(&["qa1@x.example"]);
+        let attempts = vec![
+            attempt("r", "s0", &["qa1@x.example"], OutcomeClass::Accepted),
+            attempt("r", "s1", &["qa1@x.example"], OutcomeClass::Accepted),
+        ];
+        let mut unobservable = Vec::new();
+        let expects = expected_copies(&t, "r", &attempts, &mut unobservable);
+        let sessions = vec![Session {
+            index: 0,
+            client: None,
+            folders: Some(vec![
+                new_folder("INBOX", FolderKind::Inbox),
+                new_folder("Junk Email", FolderKind::Junk),
+            ]),
+            since_mode: false,
+            // s0 in Junk, and a second copy of it in INBOX; s1 never arrived.
+            found: vec![found(0, 1, 3, "<s0@x>"), found(0, 0, 9, "<s0@x>")],
+            polled_ok: true,
+            last_error: None,
+        }];
+        let matching = match_found(&expects, &attempts, &sessions);
+        let mut summary = ObserveSummary::empty("r");
+        let recs = build_records(
+            &t,
+            "r",
+            &attempts,
+            &expects,
+            &sessions,
+            &matching,
+            &mut summary,
+        );
+        let got: Vec<(ObservationStatus, Option<&str>, Option<u32>)> = recs
+            .iter()
+            .map(|r| (r.status, r.folder_name.as_deref(), r.uid))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (ObservationStatus::Found, Some("INBOX"), Some(9)),
+                (ObservationStatus::Missing, None, None),
+                (ObservationStatus::Anomaly, Some("Junk Email"), Some(3)),
+            ]
+        );
+        // Arrival is the end of INTERNALDATE's second: 3s after acceptance.
+        assert_eq!(recs[0].latency_ms, Some(3000.0));
+        assert_eq!(recs[1].attempt_id.as_deref(), Some("s1#1"));
+        assert_eq!(
+            (summary.found, summary.missing, summary.anomalies),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            summary.by_folder["inbox"],
+            FolderCounts {
+                found: 1,
+                anomaly: 0
+            }
+        );
+        assert_eq!(
+            summary.by_folder["junk"],
+            FolderCounts {
+                found: 0,
+                anomaly: 1
+            }
+        );
+    }
 }

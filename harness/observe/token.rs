@@ -131,12 +131,11 @@ impl TokenSource {
             ));
         }
         // Counted the way target validation counts it: client_id names the flow.
-        let cc = o.client_id.is_some();
         let count = [
             o.token_env.is_some(),
             o.token_file.is_some(),
             o.token_command.is_some(),
-            cc,
+            o.client_id.is_some(),
         ]
         .iter()
         .filter(|b| **b)
@@ -161,6 +160,12 @@ impl TokenSource {
             }
             return Ok(TokenSource::Command(argv.clone()));
         }
+        TokenSource::from_client_credentials(o)
+    }
+
+    /// The client-credentials source: client id, exactly one secret source, and the endpoint
+    /// (given, or Microsoft's for the tenant id).
+    fn from_client_credentials(o: &OAuthSettings) -> Result<TokenSource, ObserveError> {
         let client_id = o.client_id.clone().ok_or_else(|| {
             ObserveError::Config("[imap.oauth] client credentials need client_id".into())
         })?;
@@ -177,18 +182,7 @@ impl TokenSource {
         };
         let endpoint = match (&o.token_endpoint, &o.tenant_id) {
             (Some(e), _) => e.clone(),
-            (None, Some(t)) => {
-                if t.is_empty()
-                    || !t
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-                {
-                    return Err(ObserveError::Config(format!(
-                        "[imap.oauth] tenant_id {t:?} is not a GUID or domain name"
-                    )));
-                }
-                format!("https://login.microsoftonline.com/{t}/oauth2/v2.0/token")
-            }
+            (None, Some(t)) => microsoft_token_endpoint(t)?,
             (None, None) => {
                 return Err(ObserveError::Config(
                     "[imap.oauth] client credentials need tenant_id or token_endpoint".into(),
@@ -203,6 +197,24 @@ impl TokenSource {
             scope: o.scope.clone().unwrap_or_else(|| DEFAULT_SCOPE.to_string()),
         })
     }
+}
+
+/// Microsoft's token endpoint for a tenant id (a GUID or domain name, checked since it becomes
+/// part of the URL).
+fn microsoft_token_endpoint(tenant_id: &str) -> Result<String, ObserveError> {
+    let t = tenant_id;
+    if t.is_empty()
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(ObserveError::Config(format!(
+            "[imap.oauth] tenant_id {t:?} is not a GUID or domain name"
+        )));
+    }
+    Ok(format!(
+        "https://login.microsoftonline.com/{t}/oauth2/v2.0/token"
+    ))
 }
 
 /// Hands out bearer tokens, fetching or re-reading them as needed; shared by all mailboxes.
@@ -463,36 +475,51 @@ async fn client_credentials(
         form_encode(client_secret.expose()),
         form_encode(scope)
     );
-    let fut = async {
-        let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
-            .await
-            .map_err(|e| ObserveError::Connect {
-                server: format!("token endpoint {}:{}", ep.host, ep.port),
-                source: e,
-            })?;
-        if ep.https {
-            let name = match ep.host.parse::<std::net::IpAddr>() {
-                Ok(ip) => ServerName::IpAddress(ip.into()),
-                Err(_) => ServerName::try_from(ep.host.clone()).map_err(|e| {
-                    ObserveError::Config(format!("token endpoint host {:?}: {e}", ep.host))
-                })?,
-            };
-            let stream = tokio_rustls::TlsConnector::from(tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| ObserveError::Tls {
-                    server: format!("token endpoint {}:{}", ep.host, ep.port),
-                    detail: e.to_string(),
-                })?;
-            post(stream, &ep, body).await
-        } else {
-            post(tcp, &ep, body).await
-        }
-    };
-    let (status, bytes) = tokio::time::timeout(TOKEN_TIMEOUT, fut)
+    let (status, bytes) = tokio::time::timeout(TOKEN_TIMEOUT, send_form(tls, &ep, body))
         .await
         .map_err(|_| ObserveError::Timeout(format!("token endpoint {url}")))??;
-    let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+    token_response(url, status, &bytes, client_secret)
+}
+
+/// Connects to the endpoint (over TLS for https) and POSTs the form; the status and body.
+async fn send_form(
+    tls: &Arc<rustls::ClientConfig>,
+    ep: &Endpoint,
+    body: String,
+) -> Result<(u16, Bytes), ObserveError> {
+    let tcp = TcpStream::connect((ep.host.as_str(), ep.port))
+        .await
+        .map_err(|e| ObserveError::Connect {
+            server: format!("token endpoint {}:{}", ep.host, ep.port),
+            source: e,
+        })?;
+    if !ep.https {
+        return post(tcp, ep, body).await;
+    }
+    let name = match ep.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ServerName::IpAddress(ip.into()),
+        Err(_) => ServerName::try_from(ep.host.clone())
+            .map_err(|e| ObserveError::Config(format!("token endpoint host {:?}: {e}", ep.host)))?,
+    };
+    let stream = tokio_rustls::TlsConnector::from(tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| ObserveError::Tls {
+            server: format!("token endpoint {}:{}", ep.host, ep.port),
+            detail: e.to_string(),
+        })?;
+    post(stream, ep, body).await
+}
+
+/// Reads a token endpoint's answer: the bearer token and its lifetime, or why not (with the
+/// client secret scrubbed from anything the endpoint echoed).
+fn token_response(
+    url: &str,
+    status: u16,
+    bytes: &[u8],
+    client_secret: &Secret,
+) -> Result<(Secret, Duration), ObserveError> {
+    let json: Option<serde_json::Value> = serde_json::from_slice(bytes).ok();
     if !(200..300).contains(&status) {
         let detail = match &json {
             Some(v) => {
@@ -622,6 +649,98 @@ mod tests {
         assert_eq!(
             format!("{:?}", Secret::new("hunter2")),
             "Secret([redacted])"
+        );
+    }
+
+    fn oauth(text: &str) -> OAuthSettings {
+        toml::from_str(text).expect("[imap.oauth] settings")
+    }
+
+    fn config_error(text: &str) -> String {
+        match TokenSource::from_settings(&oauth(text)) {
+            Err(ObserveError::Config(m)) => m,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn client_credentials_default_to_microsofts_endpoint_and_scope() {
+        let s = TokenSource::from_settings(&oauth(
+            "client_id = \"app\"\ntenant_id = \"contoso.onmicrosoft.com\"\nclient_secret_env = \"S\"",
+        ))
+        .expect("a source");
+        assert_eq!(
+            s,
+            TokenSource::ClientCredentials {
+                endpoint:
+                    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
+                        .into(),
+                client_id: "app".into(),
+                secret: SecretSource::Env("S".into()),
+                scope: DEFAULT_SCOPE.into(),
+            }
+        );
+        let s = TokenSource::from_settings(&oauth(
+            "client_id = \"app\"\ntoken_endpoint = \"http://127.0.0.1:9/t\"\nclient_secret_file = \"/s\"\nscope = \"x\"",
+        ))
+        .expect("a source");
+        assert!(
+            matches!(s, TokenSource::ClientCredentials { ref endpoint, ref scope, .. } if endpoint == "http://127.0.0.1:9/t" && scope == "x")
+        );
+    }
+
+    #[test]
+    fn token_sources_are_refused_with_the_reason() {
+        assert_eq!(
+            TokenSource::from_settings(&oauth("token_command = [\"az\", \"token\"]")).expect("ok"),
+            TokenSource::Command(vec!["az".into(), "token".into()])
+        );
+        assert!(config_error("token_env = \"T\"\ntoken_file = \"f\"").ends_with("it names 2"));
+        assert_eq!(
+            config_error("token_command = []"),
+            "[imap.oauth] token_command is empty"
+        );
+        assert_eq!(
+            config_error("client_id = \"a\"\ntenant_id = \"t\"\nclient_secret_env = \"S\"\nclient_secret_file = \"f\""),
+            "[imap.oauth] client credentials need exactly one of client_secret_env or client_secret_file"
+        );
+        assert_eq!(
+            config_error("client_id = \"a\"\ntenant_id = \"a/b\"\nclient_secret_env = \"S\""),
+            "[imap.oauth] tenant_id \"a/b\" is not a GUID or domain name"
+        );
+        assert_eq!(
+            config_error("client_id = \"a\"\nclient_secret_env = \"S\""),
+            "[imap.oauth] client credentials need tenant_id or token_endpoint"
+        );
+        assert!(config_error("client_id = \"a\"\ntoken_endpoint = \"http://login.example/t\"\nclient_secret_env = \"S\"").contains("loopback"));
+    }
+
+    #[test]
+    fn token_responses_give_the_bearer_token_and_its_lifetime() {
+        let s = Secret::new("s3kr1t");
+        let ok = |body: &str| token_response("u", 200, body.as_bytes(), &s);
+        let (t, life) = ok(r#"{"access_token":"abc","token_type":"Bearer","expires_in":"120"}"#)
+            .expect("a token");
+        assert_eq!((t.expose(), life), ("abc", Duration::from_secs(120)));
+        let (_, life) = ok(r#"{"access_token":"abc"}"#).expect("a token");
+        assert_eq!(life, Duration::from_secs(3600));
+        let err = |r: Result<(Secret, Duration), ObserveError>| r.expect_err("refused").to_string();
+        assert!(err(ok(r#"{"access_token":"abc","token_type":"mac"}"#))
+            .contains("gave a \"mac\" token, not a bearer token"));
+        assert!(err(ok(r#"{"token_type":"Bearer"}"#)).contains("answered without access_token"));
+        assert!(err(ok("not json")).contains("did not answer with JSON"));
+        let e = err(token_response(
+            "u",
+            401,
+            br#"{"error":"invalid_client","error_description":"secret s3kr1t is wrong"}"#,
+            &s,
+        ));
+        assert!(e.starts_with("cannot get an XOAUTH2 token: token endpoint u answered HTTP 401: invalid_client: secret [redacted] is wrong"), "{e}");
+        assert!(!e.contains("s3kr1t"), "{e}");
+        let e = err(token_response("u", 502, b"<html>s3kr1t</html>", &s));
+        assert!(
+            e.ends_with("answered HTTP 502: a 19-byte body that is not JSON"),
+            "{e}"
         );
     }
 }

@@ -13,11 +13,11 @@ use serde::Serialize;
 use super::{mask_address, redact, reference_id, OpsError};
 use crate::endpoint::{tenant_endpoint, Endpoint};
 use crate::observe::{self, ImapTarget, ObserveOptions};
-use crate::record::{AttemptRecord, ObservationStatus};
+use crate::record::{AttemptRecord, DecidingReply, ObservationStatus};
 use crate::reply;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, MessageText, OneShot};
-use crate::sim::SimHandle;
+use crate::sim::{SimHandle, TraceRecord};
 use crate::vocab::{OutcomeClass, TlsMode};
 
 /// How long to wait for the simulator to store an accepted message.
@@ -190,70 +190,22 @@ pub async fn confirm_with(
     };
     let sent_at = Utc::now();
     let rec = send::send_one(&ctx, &shot).await;
-    let reply_text = rec.reply.as_ref().map(|d| {
-        let mut s = d.code.to_string();
-        if let Some(e) = &d.enhanced {
-            let _ = write!(s, " {e}");
-        }
-        let _ = write!(s, " {}", d.text);
-        redact(&s, to)
-    });
+    let reply_text = rec.reply.as_ref().map(|d| redact(&reply_line(d), to));
     let (mut verdict, mut next_step) = verdict(&rec, reply_text.as_deref());
     let mut arrival = None;
     let mut connector = None;
     if rec.outcome == OutcomeClass::Accepted {
         if let Some(sim) = sim {
-            sim.wait_delivered(SIM_DELIVERY_WAIT).await;
-            let trace = sim
-                .trace(Some(sent_at - chrono::Duration::seconds(1)))
-                .map_err(OpsError::Trace)?;
-            let mid = rec.message_id.trim_matches(['<', '>']);
-            if let Some(t) = trace.iter().find(|t| {
-                t.message_id
-                    .as_deref()
-                    .is_some_and(|m| m.trim_matches(['<', '>']) == mid)
-            }) {
+            if let Some(t) = trace_entry(sim, &rec, sent_at).await? {
                 connector = t.connector.clone();
-                match &connector {
-                    Some(name) => {
-                        let _ = write!(
-                            verdict,
-                            "; connector \"{name}\" matched: your connector is working"
-                        );
-                        next_step =
-                            "Nothing to do. Keep the reference id if you contact support.".into();
-                    }
-                    None => {
-                        let _ = write!(
-                            verdict,
-                            ", but no inbound connector matched this IP: it is not throttled yet, and may be once its volume grows"
-                        );
-                        next_step = format!(
-                            "Ask the customer's administrator to add {} to the inbound connector \
-                             (`mailharness connector` prints the steps), then run confirm again.",
-                            rec.source_ip
-                        );
-                    }
-                }
+                next_step = connector_verdict(connector.as_deref(), rec.source_ip, &mut verdict);
                 arrival = Some(match t.deliveries.first() {
                     Some(d) => d.folder.clone(),
                     None => "not found".into(),
                 });
             }
         } else if let Some((imap, opts)) = imap {
-            let obs = observe::observe(imap, &reference, std::slice::from_ref(&rec), &opts)
-                .await
-                .map_err(OpsError::Observe)?;
-            arrival = obs
-                .records
-                .iter()
-                .find(|o| o.status != ObservationStatus::Anomaly)
-                .map(|o| match o.status {
-                    ObservationStatus::Found => {
-                        o.folder_name.clone().unwrap_or_else(|| "found".into())
-                    }
-                    _ => "not found".into(),
-                });
+            arrival = imap_arrival(imap, &opts, &reference, &rec).await?;
         }
         match arrival.as_deref() {
             Some("not found") => {
@@ -282,6 +234,78 @@ pub async fn confirm_with(
         arrival,
         connector,
     })
+}
+
+/// The deciding reply as one line: code, enhanced code, text.
+fn reply_line(d: &DecidingReply) -> String {
+    let mut s = d.code.to_string();
+    if let Some(e) = &d.enhanced {
+        let _ = write!(s, " {e}");
+    }
+    let _ = write!(s, " {}", d.text);
+    s
+}
+
+/// The simulator's trace entry of an accepted message, once the simulator has stored it.
+async fn trace_entry(
+    sim: &SimHandle,
+    rec: &AttemptRecord,
+    sent_at: DateTime<Utc>,
+) -> Result<Option<TraceRecord>, OpsError> {
+    sim.wait_delivered(SIM_DELIVERY_WAIT).await;
+    let trace = sim
+        .trace(Some(sent_at - chrono::Duration::seconds(1)))
+        .map_err(OpsError::Trace)?;
+    let mid = rec.message_id.trim_matches(['<', '>']);
+    Ok(trace.into_iter().find(|t| {
+        t.message_id
+            .as_deref()
+            .is_some_and(|m| m.trim_matches(['<', '>']) == mid)
+    }))
+}
+
+/// Adds to the verdict what the matching connector (or none) means; returns the next step.
+fn connector_verdict(connector: Option<&str>, ip: Ipv4Addr, verdict: &mut String) -> String {
+    match connector {
+        Some(name) => {
+            let _ = write!(
+                verdict,
+                "; connector \"{name}\" matched: your connector is working"
+            );
+            "Nothing to do. Keep the reference id if you contact support.".into()
+        }
+        None => {
+            let _ = write!(
+                verdict,
+                ", but no inbound connector matched this IP: it is not throttled yet, and may be once its volume grows"
+            );
+            format!(
+                "Ask the customer's administrator to add {ip} to the inbound connector \
+                 (`mailharness connector` prints the steps), then run confirm again."
+            )
+        }
+    }
+}
+
+/// The folder the message arrived in over IMAP, `not found`, or `None` when the observer could
+/// not tell.
+async fn imap_arrival(
+    imap: &ImapTarget,
+    opts: &ObserveOptions,
+    reference: &str,
+    rec: &AttemptRecord,
+) -> Result<Option<String>, OpsError> {
+    let obs = observe::observe(imap, reference, std::slice::from_ref(rec), opts)
+        .await
+        .map_err(OpsError::Observe)?;
+    Ok(obs
+        .records
+        .iter()
+        .find(|o| o.status != ObservationStatus::Anomaly)
+        .map(|o| match o.status {
+            ObservationStatus::Found => o.folder_name.clone().unwrap_or_else(|| "found".into()),
+            _ => "not found".into(),
+        }))
 }
 
 /// Confirms against a target: the simulator (started in-process for the duration) or a tenant.
@@ -409,4 +433,48 @@ fn write_file(path: &Path, text: String) -> Result<(), OpsError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Stage;
+
+    #[test]
+    fn the_reply_line_keeps_code_enhanced_code_and_text() {
+        let d = DecidingReply {
+            stage: Stage::Data,
+            code: 451,
+            enhanced: Some("4.7.500".into()),
+            text: "Server busy".into(),
+        };
+        assert_eq!(reply_line(&d), "451 4.7.500 Server busy");
+        let d = DecidingReply {
+            enhanced: None,
+            ..d
+        };
+        assert_eq!(reply_line(&d), "451 Server busy");
+    }
+
+    #[test]
+    fn a_matched_connector_is_good_news_and_none_asks_for_the_ip() {
+        let ip = Ipv4Addr::new(127, 0, 0, 2);
+        let mut v = String::from("Accepted");
+        let next = connector_verdict(Some("Trusted Mail Connector"), ip, &mut v);
+        assert_eq!(
+            v,
+            "Accepted; connector \"Trusted Mail Connector\" matched: your connector is working"
+        );
+        assert_eq!(
+            next,
+            "Nothing to do. Keep the reference id if you contact support."
+        );
+        let mut v = String::from("Accepted");
+        let next = connector_verdict(None, ip, &mut v);
+        assert!(v.starts_with("Accepted, but no inbound connector matched this IP"));
+        assert_eq!(
+            next,
+            "Ask the customer's administrator to add 127.0.0.2 to the inbound connector (`mailharness connector` prints the steps), then run confirm again."
+        );
+    }
 }

@@ -17,7 +17,7 @@ use crate::observe::{self, ImapTarget, ObserveOptions};
 use crate::record::{AttemptRecord, CertVerification, ObservationStatus, TlsInfo};
 use crate::reply;
 use crate::scenario::LoadedTarget;
-use crate::send::{self, OneShot};
+use crate::send::{self, OneShot, SendContext};
 use crate::vocab::{OutcomeClass, TlsMode};
 
 /// Version of the verification JSON; bump on incompatible change.
@@ -123,6 +123,19 @@ pub struct IpResult {
     pub warnings: Vec<String>,
     /// Whether this IP can deliver.
     pub passed: bool,
+}
+
+impl IpResult {
+    /// Whether the IP can deliver: bound here, the TLS message passed, and the plain one passed
+    /// or was refused for lack of TLS.
+    fn can_deliver(&self) -> bool {
+        self.bound
+            && self.with_tls.as_ref().is_some_and(SendCheck::ok)
+            && self
+                .without_tls
+                .as_ref()
+                .is_some_and(|c| c.ok() || c.refused_for_lack_of_tls())
+    }
 }
 
 /// One MX host as found.
@@ -304,50 +317,7 @@ pub async fn verify_with(
     let mut results = Vec::new();
     let mut attempts = Vec::new();
     for (role, ip) in senders(t) {
-        let mut res = IpResult {
-            role: role.clone(),
-            ip,
-            bound: true,
-            bind_error: None,
-            mx_resolved: true,
-            tls: None,
-            with_tls: None,
-            without_tls: None,
-            warnings: Vec::new(),
-            passed: false,
-        };
-        if let Err(e) = send::check_source_ip(ip) {
-            res.bound = false;
-            res.bind_error = Some(e.to_string());
-            results.push(res);
-            continue;
-        }
-        // One message per TLS mode, each on its own connection, like any sending MTA would.
-        for (i, mode) in [TlsMode::Starttls, TlsMode::None].into_iter().enumerate() {
-            let shot = OneShot {
-                source_ip: ip,
-                sender: role.clone(),
-                tls_mode: mode,
-                recipients: vec![recipient.clone()],
-                phase: "verify".into(),
-                burst: "verify".into(),
-                index: i as u32,
-                body_size: BODY_SIZE,
-                text: None,
-            };
-            let rec = send::send_one(&ctx, &shot).await;
-            if mode == TlsMode::Starttls {
-                res.tls = rec.tls.clone();
-                res.with_tls = Some(check_of(&rec));
-            } else {
-                res.without_tls = Some(check_of(&rec));
-            }
-            attempts.push(rec);
-        }
-        if let Some(tls) = &res.tls {
-            res.warnings.extend(tls_warnings(tls, now));
-        }
-        results.push(res);
+        results.push(check_ip(&ctx, role, ip, &recipient, now, &mut attempts).await);
     }
     let observed = match &imap {
         Some(imap) if attempts.iter().any(|a| a.outcome == OutcomeClass::Accepted) => {
@@ -355,48 +325,13 @@ pub async fn verify_with(
             let obs = observe::observe(imap, &run_id, &attempts, &oopts)
                 .await
                 .map_err(OpsError::Observe)?;
-            let mut by_attempt: BTreeMap<String, String> = BTreeMap::new();
-            for o in &obs.records {
-                let Some(id) = &o.attempt_id else { continue };
-                let v = match o.status {
-                    ObservationStatus::Found => {
-                        o.folder_name.clone().unwrap_or_else(|| "found".into())
-                    }
-                    ObservationStatus::Missing => "missing".into(),
-                    ObservationStatus::Anomaly => continue,
-                };
-                by_attempt.insert(id.clone(), v);
-            }
-            for res in &mut results {
-                for c in [&mut res.with_tls, &mut res.without_tls]
-                    .into_iter()
-                    .flatten()
-                {
-                    let id = attempts
-                        .iter()
-                        .find(|a| a.message_id == c.message_id)
-                        .map(|a| a.attempt_id.clone());
-                    if let Some(v) = id.and_then(|id| by_attempt.get(&id)) {
-                        c.observed = Some(v.clone());
-                    }
-                }
-            }
-            for w in &obs.summary.warnings {
-                for res in &mut results {
-                    res.warnings.push(format!("observation: {w}"));
-                }
-            }
+            note_observations(&obs, &attempts, &mut results);
             true
         }
         _ => false,
     };
     for res in &mut results {
-        res.passed = res.bound
-            && res.with_tls.as_ref().is_some_and(SendCheck::ok)
-            && res
-                .without_tls
-                .as_ref()
-                .is_some_and(|c| c.ok() || c.refused_for_lack_of_tls());
+        res.passed = res.can_deliver();
     }
     let mut report = VerifyReport {
         schema: VERIFY_SCHEMA,
@@ -405,15 +340,7 @@ pub async fn verify_with(
         domain: ep.domain.clone(),
         recipient,
         checked_at: now,
-        mx: ep
-            .mx
-            .iter()
-            .map(|(p, h, ips)| MxView {
-                preference: *p,
-                host: h.clone(),
-                ipv4: ips.clone(),
-            })
-            .collect(),
+        mx: mx_views(ep),
         mx_host: ep.mx_host.clone(),
         destination: ep.destination.to_string(),
         observed,
@@ -425,6 +352,111 @@ pub async fn verify_with(
         report.changes = compare(prev, &report);
     }
     Ok(report)
+}
+
+/// The MX hosts the endpoint found, as the report shows them.
+fn mx_views(ep: &Endpoint) -> Vec<MxView> {
+    ep.mx
+        .iter()
+        .map(|(p, h, ips)| MxView {
+            preference: *p,
+            host: h.clone(),
+            ipv4: ips.clone(),
+        })
+        .collect()
+}
+
+/// One sending IP: whether it is bound here, then one message with STARTTLS and one without
+/// (their records are added to `attempts`). `passed` is decided later, after observation.
+async fn check_ip(
+    ctx: &SendContext,
+    role: String,
+    ip: Ipv4Addr,
+    recipient: &str,
+    now: DateTime<Utc>,
+    attempts: &mut Vec<AttemptRecord>,
+) -> IpResult {
+    let mut res = IpResult {
+        role,
+        ip,
+        bound: true,
+        bind_error: None,
+        mx_resolved: true,
+        tls: None,
+        with_tls: None,
+        without_tls: None,
+        warnings: Vec::new(),
+        passed: false,
+    };
+    if let Err(e) = send::check_source_ip(ip) {
+        res.bound = false;
+        res.bind_error = Some(e.to_string());
+        return res;
+    }
+    // One message per TLS mode, each on its own connection, like any sending MTA would.
+    for (i, mode) in [TlsMode::Starttls, TlsMode::None].into_iter().enumerate() {
+        let shot = OneShot {
+            source_ip: ip,
+            sender: res.role.clone(),
+            tls_mode: mode,
+            recipients: vec![recipient.to_string()],
+            phase: "verify".into(),
+            burst: "verify".into(),
+            index: i as u32,
+            body_size: BODY_SIZE,
+            text: None,
+        };
+        let rec = send::send_one(ctx, &shot).await;
+        if mode == TlsMode::Starttls {
+            res.tls = rec.tls.clone();
+            res.with_tls = Some(check_of(&rec));
+        } else {
+            res.without_tls = Some(check_of(&rec));
+        }
+        attempts.push(rec);
+    }
+    if let Some(tls) = &res.tls {
+        res.warnings.extend(tls_warnings(tls, now));
+    }
+    res
+}
+
+/// Writes where each message was found (folder, or `missing`) into its check, and the
+/// observer's warnings into every IP's.
+fn note_observations(
+    obs: &observe::Observation,
+    attempts: &[AttemptRecord],
+    results: &mut [IpResult],
+) {
+    let mut by_attempt: BTreeMap<String, String> = BTreeMap::new();
+    for o in &obs.records {
+        let Some(id) = &o.attempt_id else { continue };
+        let v = match o.status {
+            ObservationStatus::Found => o.folder_name.clone().unwrap_or_else(|| "found".into()),
+            ObservationStatus::Missing => "missing".into(),
+            ObservationStatus::Anomaly => continue,
+        };
+        by_attempt.insert(id.clone(), v);
+    }
+    for res in results.iter_mut() {
+        for c in [&mut res.with_tls, &mut res.without_tls]
+            .into_iter()
+            .flatten()
+        {
+            let id = attempts
+                .iter()
+                .find(|a| a.message_id == c.message_id)
+                .map(|a| a.attempt_id.clone());
+            if let Some(v) = id.and_then(|id| by_attempt.get(&id)) {
+                c.observed = Some(v.clone());
+            }
+        }
+    }
+    for w in &obs.summary.warnings {
+        for res in results.iter_mut() {
+            res.warnings.push(format!("observation: {w}"));
+        }
+    }
 }
 
 /// Reads a previous verification's JSON (`--previous`).
@@ -481,62 +513,7 @@ pub fn compare(prev: &VerifyReport, now: &VerifyReport) -> Vec<String> {
                 n.ip,
                 if n.passed { "passes" } else { "FAILS" }
             )),
-            Some(p) => {
-                if p.role != n.role {
-                    out.push(format!("{}: role {} -> {}", n.ip, p.role, n.role));
-                }
-                if p.passed != n.passed {
-                    out.push(format!(
-                        "{} {}: {} -> {}",
-                        n.role,
-                        n.ip,
-                        if p.passed { "PASS" } else { "FAIL" },
-                        if n.passed { "PASS" } else { "FAIL" }
-                    ));
-                }
-                for (label, a, b) in [
-                    ("with TLS", &p.with_tls, &n.with_tls),
-                    ("without TLS", &p.without_tls, &n.without_tls),
-                ] {
-                    // Observation is compared only when both runs observed.
-                    let both = a.as_ref().is_some_and(|c| c.observed.is_some())
-                        && b.as_ref().is_some_and(|c| c.observed.is_some());
-                    let (x, y) = if both {
-                        (outcome_of(a), outcome_of(b))
-                    } else {
-                        (outcome_only(a), outcome_only(b))
-                    };
-                    if x != y {
-                        out.push(format!("{} {} {label}: {x} -> {y}", n.role, n.ip));
-                    }
-                }
-                let v = |t: &Option<TlsInfo>| {
-                    t.as_ref()
-                        .map(|t| format!("TLS {} {}", t.version, t.cipher))
-                        .unwrap_or_else(|| "no TLS".into())
-                };
-                if v(&p.tls) != v(&n.tls) {
-                    out.push(format!(
-                        "{} {}: {} -> {}",
-                        n.role,
-                        n.ip,
-                        v(&p.tls),
-                        v(&n.tls)
-                    ));
-                }
-                if p.bound != n.bound {
-                    out.push(format!(
-                        "{} {}: {} here",
-                        n.role,
-                        n.ip,
-                        if n.bound {
-                            "now bound"
-                        } else {
-                            "no longer bound"
-                        }
-                    ));
-                }
-            }
+            Some(p) => compare_ip(p, n, &mut out),
         }
     }
     for p in &prev.ips {
@@ -551,6 +528,65 @@ pub fn compare(prev: &VerifyReport, now: &VerifyReport) -> Vec<String> {
         out.push("nothing changed".into());
     }
     out
+}
+
+/// What changed for one IP in both verifications: role, verdict, each message, TLS, binding.
+fn compare_ip(p: &IpResult, n: &IpResult, out: &mut Vec<String>) {
+    if p.role != n.role {
+        out.push(format!("{}: role {} -> {}", n.ip, p.role, n.role));
+    }
+    let verdict = |passed: bool| if passed { "PASS" } else { "FAIL" };
+    if p.passed != n.passed {
+        out.push(format!(
+            "{} {}: {} -> {}",
+            n.role,
+            n.ip,
+            verdict(p.passed),
+            verdict(n.passed)
+        ));
+    }
+    for (label, a, b) in [
+        ("with TLS", &p.with_tls, &n.with_tls),
+        ("without TLS", &p.without_tls, &n.without_tls),
+    ] {
+        // Observation is compared only when both runs observed.
+        let both = a.as_ref().is_some_and(|c| c.observed.is_some())
+            && b.as_ref().is_some_and(|c| c.observed.is_some());
+        let (x, y) = if both {
+            (outcome_of(a), outcome_of(b))
+        } else {
+            (outcome_only(a), outcome_only(b))
+        };
+        if x != y {
+            out.push(format!("{} {} {label}: {x} -> {y}", n.role, n.ip));
+        }
+    }
+    let v = |t: &Option<TlsInfo>| {
+        t.as_ref()
+            .map(|t| format!("TLS {} {}", t.version, t.cipher))
+            .unwrap_or_else(|| "no TLS".into())
+    };
+    if v(&p.tls) != v(&n.tls) {
+        out.push(format!(
+            "{} {}: {} -> {}",
+            n.role,
+            n.ip,
+            v(&p.tls),
+            v(&n.tls)
+        ));
+    }
+    if p.bound != n.bound {
+        out.push(format!(
+            "{} {}: {} here",
+            n.role,
+            n.ip,
+            if n.bound {
+                "now bound"
+            } else {
+                "no longer bound"
+            }
+        ));
+    }
 }
 
 fn cell_send(c: &Option<SendCheck>) -> String {
@@ -620,6 +656,29 @@ impl VerifyReport {
             "verify {} ({}): MX {mx} -> {} ; to {} ; reference {}",
             self.target, self.domain, self.destination, self.recipient, self.run_id
         );
+        self.render_table(&mut o);
+        for r in &self.ips {
+            render_ip_details(&mut o, r);
+        }
+        if !self.changes.is_empty() {
+            let _ = writeln!(o, "\nChanges since the previous verification:");
+            for c in &self.changes {
+                let _ = writeln!(o, "  {c}");
+            }
+        }
+        let failed = self.ips.iter().filter(|r| !r.passed).count();
+        let _ = writeln!(
+            o,
+            "\n{}: {} of {} sending IP(s) can deliver",
+            if self.passed { "PASS" } else { "FAIL" },
+            self.ips.len() - failed,
+            self.ips.len()
+        );
+        o
+    }
+
+    /// The table: one row per IP, columns as wide as their widest cell.
+    fn render_table(&self, o: &mut String) {
         let head = [
             "ROLE",
             "IP",
@@ -631,31 +690,7 @@ impl VerifyReport {
             "MAILBOX (tls/plain)",
             "RESULT",
         ];
-        let rows: Vec<[String; 9]> = self
-            .ips
-            .iter()
-            .map(|r| {
-                [
-                    r.role.clone(),
-                    r.ip.to_string(),
-                    if r.bound { "yes".into() } else { "NO".into() },
-                    if r.mx_resolved {
-                        "ok".into()
-                    } else {
-                        "-".into()
-                    },
-                    cell_tls(r),
-                    cell_send(&r.with_tls),
-                    cell_send(&r.without_tls),
-                    cell_seen(r, self.observed),
-                    if r.passed {
-                        "PASS".into()
-                    } else {
-                        "FAIL".into()
-                    },
-                ]
-            })
-            .collect();
+        let rows: Vec<[String; 9]> = self.ips.iter().map(|r| self.row(r)).collect();
         let mut w = head.map(str::len);
         for r in &rows {
             for (i, c) in r.iter().enumerate() {
@@ -677,77 +712,93 @@ impl VerifyReport {
         for r in rows {
             let _ = writeln!(o, "{}", line(r.to_vec()));
         }
-        for r in &self.ips {
-            if !r.bound {
-                let _ = writeln!(
-                    o,
-                    "\n{} {} FAILS: not bound on this host: {}",
-                    r.role,
-                    r.ip,
-                    r.bind_error.as_deref().unwrap_or("")
-                );
-                continue;
-            }
-            for c in [&r.with_tls, &r.without_tls].into_iter().flatten() {
-                if c.ok() {
-                    continue;
-                }
-                if c.refused_for_lack_of_tls() {
-                    let _ = writeln!(
-                        o,
-                        "\n{} {} {}: refused for lack of TLS, as a connector that requires TLS should (not a failure)",
-                        r.role,
-                        r.ip,
-                        mode_words(c.tls_mode)
-                    );
-                    continue;
-                }
-                let _ = writeln!(
-                    o,
-                    "\n{} {} {}: {}",
-                    r.role,
-                    r.ip,
-                    mode_words(c.tls_mode),
-                    c.outcome
-                );
-                if let Some(rep) = &c.reply {
-                    let _ = writeln!(o, "  reply:      {rep}");
-                }
-                if let Some(e) = &c.error {
-                    let _ = writeln!(o, "  error:      {e}");
-                }
-                if c.observed.as_deref() == Some("missing") {
-                    let _ = writeln!(
-                        o,
-                        "  accepted, but not found in the mailbox by the deadline"
-                    );
-                }
-                if let Some(b) = &c.explanation {
-                    let _ = writeln!(o, "  family:     {}", b.title);
-                    let _ = writeln!(o, "  meaning:    {}", b.meaning);
-                    let _ = writeln!(o, "  connector:  {}", b.connector);
-                    let _ = writeln!(o, "  what to do: {}", b.action);
-                }
-            }
-            for w in &r.warnings {
-                let _ = writeln!(o, "  warning ({} {}): {w}", r.role, r.ip);
-            }
-        }
-        if !self.changes.is_empty() {
-            let _ = writeln!(o, "\nChanges since the previous verification:");
-            for c in &self.changes {
-                let _ = writeln!(o, "  {c}");
-            }
-        }
-        let failed = self.ips.iter().filter(|r| !r.passed).count();
+    }
+
+    /// One IP's table row.
+    fn row(&self, r: &IpResult) -> [String; 9] {
+        [
+            r.role.clone(),
+            r.ip.to_string(),
+            if r.bound { "yes".into() } else { "NO".into() },
+            if r.mx_resolved {
+                "ok".into()
+            } else {
+                "-".into()
+            },
+            cell_tls(r),
+            cell_send(&r.with_tls),
+            cell_send(&r.without_tls),
+            cell_seen(r, self.observed),
+            if r.passed {
+                "PASS".into()
+            } else {
+                "FAIL".into()
+            },
+        ]
+    }
+}
+
+/// Below the table: why an IP is not bound, or each message that did not pass and what its
+/// reply means; then the IP's warnings.
+fn render_ip_details(o: &mut String, r: &IpResult) {
+    if !r.bound {
         let _ = writeln!(
             o,
-            "\n{}: {} of {} sending IP(s) can deliver",
-            if self.passed { "PASS" } else { "FAIL" },
-            self.ips.len() - failed,
-            self.ips.len()
+            "\n{} {} FAILS: not bound on this host: {}",
+            r.role,
+            r.ip,
+            r.bind_error.as_deref().unwrap_or("")
         );
-        o
+        return;
+    }
+    for c in [&r.with_tls, &r.without_tls].into_iter().flatten() {
+        if c.ok() {
+            continue;
+        }
+        if c.refused_for_lack_of_tls() {
+            let _ = writeln!(
+                o,
+                "\n{} {} {}: refused for lack of TLS, as a connector that requires TLS should (not a failure)",
+                r.role,
+                r.ip,
+                mode_words(c.tls_mode)
+            );
+            continue;
+        }
+        render_failed_send(o, r, c);
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "  warning ({} {}): {w}", r.role, r.ip);
+    }
+}
+
+/// A message that did not pass: its outcome, reply or error, and the explanation.
+fn render_failed_send(o: &mut String, r: &IpResult, c: &SendCheck) {
+    let _ = writeln!(
+        o,
+        "\n{} {} {}: {}",
+        r.role,
+        r.ip,
+        mode_words(c.tls_mode),
+        c.outcome
+    );
+    if let Some(rep) = &c.reply {
+        let _ = writeln!(o, "  reply:      {rep}");
+    }
+    if let Some(e) = &c.error {
+        let _ = writeln!(o, "  error:      {e}");
+    }
+    if c.observed.as_deref() == Some("missing") {
+        let _ = writeln!(
+            o,
+            "  accepted, but not found in the mailbox by the deadline"
+        );
+    }
+    if let Some(b) = &c.explanation {
+        let _ = writeln!(o, "  family:     {}", b.title);
+        let _ = writeln!(o, "  meaning:    {}", b.meaning);
+        let _ = writeln!(o, "  connector:  {}", b.connector);
+        let _ = writeln!(o, "  what to do: {}", b.action);
     }
 }
 
@@ -755,5 +806,111 @@ fn mode_words(m: TlsMode) -> &'static str {
     match m {
         TlsMode::None => "without TLS",
         _ => "with TLS",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent(mode: TlsMode, outcome: OutcomeClass, observed: Option<&str>) -> SendCheck {
+        SendCheck {
+            tls_mode: mode,
+            outcome,
+            reply: None,
+            token: None,
+            error: None,
+            explanation: None,
+            message_id: format!("<{mode}@x>"),
+            observed: observed.map(str::to_string),
+        }
+    }
+
+    fn ip(with: OutcomeClass, without: OutcomeClass) -> IpResult {
+        IpResult {
+            role: "primary".into(),
+            ip: Ipv4Addr::new(192, 0, 2, 1),
+            bound: true,
+            bind_error: None,
+            mx_resolved: true,
+            tls: None,
+            with_tls: Some(sent(TlsMode::Starttls, with, None)),
+            without_tls: Some(sent(TlsMode::None, without, None)),
+            warnings: Vec::new(),
+            passed: true,
+        }
+    }
+
+    #[test]
+    fn an_ip_delivers_when_tls_passes_and_plain_passes_or_is_refused_for_lack_of_tls() {
+        use OutcomeClass::*;
+        assert!(ip(Accepted, Accepted).can_deliver());
+        assert!(ip(Accepted, TlsRequired).can_deliver());
+        assert!(!ip(Accepted, Throttled).can_deliver());
+        assert!(!ip(TlsRequired, Accepted).can_deliver());
+        let mut missing = ip(Accepted, Accepted);
+        missing.with_tls.as_mut().unwrap().observed = Some("missing".into());
+        assert!(!missing.can_deliver());
+        let mut unbound = ip(Accepted, Accepted);
+        unbound.bound = false;
+        assert!(!unbound.can_deliver());
+    }
+
+    #[test]
+    fn compare_ip_names_each_change_and_compares_folders_only_when_both_observed() {
+        use OutcomeClass::*;
+        let p = ip(Accepted, Accepted);
+        let mut out = Vec::new();
+        compare_ip(&p, &p.clone(), &mut out);
+        assert!(out.is_empty(), "{out:?}");
+
+        let mut n = ip(Accepted, TlsRequired);
+        n.role = "secondary".into();
+        n.passed = false;
+        n.bound = false;
+        n.with_tls.as_mut().unwrap().observed = Some("Junk Email".into());
+        compare_ip(&p, &n, &mut out);
+        assert_eq!(
+            out,
+            vec![
+                "192.0.2.1: role primary -> secondary",
+                "secondary 192.0.2.1: PASS -> FAIL",
+                "secondary 192.0.2.1 without TLS: accepted -> tls-required",
+                "secondary 192.0.2.1: no longer bound here",
+            ]
+        );
+        let mut p2 = p.clone();
+        p2.with_tls.as_mut().unwrap().observed = Some("INBOX".into());
+        let mut out = Vec::new();
+        compare_ip(&p2, &n, &mut out);
+        assert!(
+            out.contains(
+                &"secondary 192.0.2.1 with TLS: accepted (INBOX) -> accepted (Junk Email)"
+                    .to_string()
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn details_explain_failures_and_excuse_a_tls_requiring_refusal() {
+        use OutcomeClass::*;
+        let mut r = ip(Throttled, TlsRequired);
+        r.with_tls.as_mut().unwrap().reply = Some("451 4.7.500 busy".into());
+        r.warnings.push("w".into());
+        let mut o = String::new();
+        render_ip_details(&mut o, &r);
+        assert_eq!(
+            o,
+            "\nprimary 192.0.2.1 with TLS: throttled\n  reply:      451 4.7.500 busy\n\nprimary 192.0.2.1 without TLS: refused for lack of TLS, as a connector that requires TLS should (not a failure)\n  warning (primary 192.0.2.1): w\n"
+        );
+        r.bound = false;
+        r.bind_error = Some("EADDRNOTAVAIL".into());
+        let mut o = String::new();
+        render_ip_details(&mut o, &r);
+        assert_eq!(
+            o,
+            "\nprimary 192.0.2.1 FAILS: not bound on this host: EADDRNOTAVAIL\n"
+        );
     }
 }

@@ -4,6 +4,7 @@
 mod change;
 mod error;
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,9 +14,9 @@ use chrono::Utc;
 use crate::analysis::{self, files, Summary};
 use crate::endpoint::{tenant_endpoint, Endpoint};
 use crate::observe::{self, ObserveError};
-use crate::record::{PhaseRecord, RunRecord, RECORD_SCHEMA};
+use crate::record::{ChangeRecord, PhaseRecord, RunRecord, RECORD_SCHEMA};
 use crate::report;
-use crate::scenario::plan::Plan;
+use crate::scenario::plan::{Plan, PlannedChange, PlannedPhase};
 use crate::scenario::{LoadedScenario, LoadedTarget};
 use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext};
 use crate::sim;
@@ -71,119 +72,28 @@ pub async fn run_scenario(
 
     // The embedded simulator lives for the run, in the run directory (its Maildirs and trace).
     let simulator = match tgt.file.kind {
-        TargetKind::Simulator => Some(
-            sim::start(
-                {
-                    let mut tenant = tgt.file.tenant();
-                    provision_sim_password(&mut tenant, &run_dir)?;
-                    tenant
-                },
-                &sim_dir(&run_dir),
-            )
-            .await
-            .map_err(RunError::Simulator)?,
-        ),
+        TargetKind::Simulator => Some(start_simulator(tgt, &run_dir).await?),
         TargetKind::Tenant => None,
     };
-    // One resolution of "where mail goes" for run, verify and confirm: the simulator's loopback
-    // port and CA, or the tenant's MX (given, or from DNS) on the target's port.
-    let domain = plan.destination.domain.clone();
-    let endpoint = match &simulator {
-        Some(s) => Endpoint::simulator(s, &domain),
-        None => tenant_endpoint(tgt, None).await,
-    }?;
-    let mut ctx = endpoint.context(&run_id).map_err(RunError::SendContext)?;
-    if let Some(p) = simulator
-        .as_ref()
-        .and_then(|s| s.smtps_addr())
-        .map(|a| a.port())
-    {
-        ctx.implicit_tls_port = p;
-    } else if let Some(p) = tgt
-        .file
-        .smtp
-        .as_ref()
-        .and_then(|s| s.get_ref().implicit_tls_port)
-    {
-        ctx.implicit_tls_port = p;
-    }
+    let ctx = send_context(&plan, tgt, simulator.as_ref(), &run_id).await?;
     let started_at = ctx.clock.wall;
-    // `error` is set when a phase cannot go on; later phases are skipped, reports still written.
     let sink = AttemptSink::open(&run_dir).map_err(RunError::Sink)?;
     let progress = if opts.progress {
         Progress::stderr()
     } else {
         Progress::hidden()
     };
-
-    let mut phases = Vec::new();
-    let mut error = None;
-    let mut throttled_before = std::collections::BTreeSet::new();
-    for phase in &plan.phases {
-        // After a stop, later phases still run their bursts: with the token cancelled, each
-        // planned message is recorded `interrupted` at once, so every planned message has one
-        // record. Their change steps are skipped.
-        let change = match &phase.change {
-            Some(c) if !cancel.is_cancelled() => {
-                let rec = change::apply_and_wait(
-                    c,
-                    &phase.name,
-                    &plan,
-                    &ctx,
-                    &sink,
-                    simulator.as_ref(),
-                    &throttled_before,
-                    &progress,
-                    &cancel,
-                )
-                .await;
-                let failed = rec.error.clone();
-                if let Some(e) = failed {
-                    error = Some(format!(
-                        "phase `{}`: the connector change failed: {e}",
-                        phase.name
-                    ));
-                    phases.push(PhaseRecord {
-                        name: phase.name.clone(),
-                        change: Some(rec),
-                        started_ms: ctx.clock.ms(std::time::Instant::now()),
-                        finished_ms: ctx.clock.ms(std::time::Instant::now()),
-                    });
-                    break;
-                }
-                Some(rec)
-            }
-            _ => None,
-        };
-        let started_ms = ctx.clock.ms(std::time::Instant::now());
-        let result = run_phase_bursts(&ctx, phase, &sink, &cancel, &progress).await;
-        // Which IPs this phase saw throttled: the next change step's probes look for it stopping.
-        throttled_before = match &result {
-            Ok(summaries) => summaries
-                .iter()
-                .filter(|s| s.count(OutcomeClass::Throttled) > 0)
-                .filter_map(|s| {
-                    phase
-                        .bursts
-                        .iter()
-                        .find(|b| b.id == s.burst)
-                        .map(|b| b.source_ip)
-                })
-                .collect(),
-            Err(_) => Default::default(),
-        };
-        let finished_ms = ctx.clock.ms(std::time::Instant::now());
-        phases.push(PhaseRecord {
-            name: phase.name.clone(),
-            change,
-            started_ms,
-            finished_ms,
-        });
-        if let Err(e) = result {
-            error = Some(format!("phase `{}`: {e}", phase.name));
-            break;
-        }
+    // `error` is set when a phase cannot go on; later phases are skipped, reports still written.
+    let (phases, mut error) = PhaseRun {
+        plan: &plan,
+        ctx: &ctx,
+        sink: &sink,
+        simulator: simulator.as_ref(),
+        progress: &progress,
+        cancel: &cancel,
     }
+    .run_all()
+    .await;
     let sink_summary = sink.close().await.map_err(RunError::Sink)?;
     progress.println(&format!(
         "{} attempts recorded in {}",
@@ -196,18 +106,8 @@ pub async fn run_scenario(
             error = Some(format!("observation: {e}"));
         }
     }
-    // Shut the simulator down before copying its trace: shutting down flushes the trace, and a
-    // copy taken before it misses the last records (the cross-check then fails falsely).
     if let Some(s) = simulator {
-        let trace = s.trace_path().to_path_buf();
-        if let Err(e) = s.shutdown().await {
-            progress.println(&format!(
-                "warning: the simulator did not shut down cleanly: {e}"
-            ));
-        }
-        // The generated IMAP password dies with the simulator: keep no secret in the run directory.
-        let _ = std::fs::remove_file(sim_password_file(&run_dir));
-        copy_trace(&trace, &run_dir.join(files::SIM_TRACE))?;
+        stop_simulator(s, &run_dir, &progress).await?;
     }
     let interrupted = cancel.is_cancelled();
     let run = RunRecord {
@@ -225,6 +125,165 @@ pub async fn run_scenario(
     write_json(&run_dir.join(files::RUN), &run)?;
     let summary = render(&run_dir)?;
     Ok(RunOutcome { run_dir, summary })
+}
+
+/// Starts the embedded simulator with its state in the run directory and a generated IMAP
+/// password for its mailboxes.
+async fn start_simulator(tgt: &LoadedTarget, run_dir: &Path) -> Result<sim::SimHandle, RunError> {
+    let mut tenant = tgt.file.tenant();
+    provision_sim_password(&mut tenant, run_dir)?;
+    sim::start(tenant, &sim_dir(run_dir))
+        .await
+        .map_err(RunError::Simulator)
+}
+
+/// Stops the simulator and copies its trace into the run directory.
+async fn stop_simulator(
+    s: sim::SimHandle,
+    run_dir: &Path,
+    progress: &Progress,
+) -> Result<(), RunError> {
+    // Shut the simulator down before copying its trace: shutting down flushes the trace, and a
+    // copy taken before it misses the last records (the cross-check then fails falsely).
+    let trace = s.trace_path().to_path_buf();
+    if let Err(e) = s.shutdown().await {
+        progress.println(&format!(
+            "warning: the simulator did not shut down cleanly: {e}"
+        ));
+    }
+    // The generated IMAP password dies with the simulator: keep no secret in the run directory.
+    let _ = std::fs::remove_file(sim_password_file(run_dir));
+    copy_trace(&trace, &run_dir.join(files::SIM_TRACE))
+}
+
+/// The send context for the run: where mail goes, and the port implicit-TLS bursts use (the
+/// simulator's SMTPS port, or the target's `implicit_tls_port`).
+async fn send_context(
+    plan: &Plan,
+    tgt: &LoadedTarget,
+    simulator: Option<&sim::SimHandle>,
+    run_id: &str,
+) -> Result<SendContext, RunError> {
+    // One resolution of "where mail goes" for run, verify and confirm: the simulator's loopback
+    // port and CA, or the tenant's MX (given, or from DNS) on the target's port.
+    let domain = plan.destination.domain.clone();
+    let endpoint = match simulator {
+        Some(s) => Endpoint::simulator(s, &domain),
+        None => tenant_endpoint(tgt, None).await,
+    }?;
+    let mut ctx = endpoint.context(run_id).map_err(RunError::SendContext)?;
+    if let Some(p) = simulator.and_then(|s| s.smtps_addr()).map(|a| a.port()) {
+        ctx.implicit_tls_port = p;
+    } else if let Some(p) = tgt
+        .file
+        .smtp
+        .as_ref()
+        .and_then(|s| s.get_ref().implicit_tls_port)
+    {
+        ctx.implicit_tls_port = p;
+    }
+    Ok(ctx)
+}
+
+/// What the phases of one run share.
+struct PhaseRun<'a> {
+    plan: &'a Plan,
+    ctx: &'a SendContext,
+    sink: &'a AttemptSink,
+    simulator: Option<&'a sim::SimHandle>,
+    progress: &'a Progress,
+    cancel: &'a CancelToken,
+}
+
+impl PhaseRun<'_> {
+    /// Runs the phases in order: each one's change step, then its bursts. Returns a record per
+    /// phase begun, and the error that stopped them, if any.
+    async fn run_all(&self) -> (Vec<PhaseRecord>, Option<String>) {
+        let mut phases = Vec::new();
+        let mut throttled_before = BTreeSet::new();
+        for phase in &self.plan.phases {
+            // After a stop, later phases still run their bursts: with the token cancelled, each
+            // planned message is recorded `interrupted` at once, so every planned message has one
+            // record. Their change steps are skipped.
+            let change = match &phase.change {
+                Some(c) if !self.cancel.is_cancelled() => {
+                    let rec = self.change_step(c, phase, &throttled_before).await;
+                    if let Some(e) = rec.error.clone() {
+                        phases.push(PhaseRecord {
+                            name: phase.name.clone(),
+                            change: Some(rec),
+                            started_ms: self.now_ms(),
+                            finished_ms: self.now_ms(),
+                        });
+                        let error =
+                            format!("phase `{}`: the connector change failed: {e}", phase.name);
+                        return (phases, Some(error));
+                    }
+                    Some(rec)
+                }
+                _ => None,
+            };
+            let started_ms = self.now_ms();
+            let result =
+                run_phase_bursts(self.ctx, phase, self.sink, self.cancel, self.progress).await;
+            // Which IPs this phase saw throttled: the next change step's probes look for it stopping.
+            throttled_before = match &result {
+                Ok(summaries) => throttled_ips(phase, summaries),
+                Err(_) => Default::default(),
+            };
+            phases.push(PhaseRecord {
+                name: phase.name.clone(),
+                change,
+                started_ms,
+                finished_ms: self.now_ms(),
+            });
+            if let Err(e) = result {
+                return (phases, Some(format!("phase `{}`: {e}", phase.name)));
+            }
+        }
+        (phases, None)
+    }
+
+    /// Applies a phase's change step and waits for it to take effect.
+    async fn change_step(
+        &self,
+        c: &PlannedChange,
+        phase: &PlannedPhase,
+        throttled_before: &BTreeSet<Ipv4Addr>,
+    ) -> ChangeRecord {
+        change::apply_and_wait(
+            c,
+            &phase.name,
+            self.plan,
+            self.ctx,
+            self.sink,
+            self.simulator,
+            throttled_before,
+            self.progress,
+            self.cancel,
+        )
+        .await
+    }
+
+    /// Milliseconds since the run's clock started.
+    fn now_ms(&self) -> f64 {
+        self.ctx.clock.ms(std::time::Instant::now())
+    }
+}
+
+/// The source IPs of a phase's bursts that saw any message throttled.
+fn throttled_ips(phase: &PlannedPhase, summaries: &[send::BurstSummary]) -> BTreeSet<Ipv4Addr> {
+    summaries
+        .iter()
+        .filter(|s| s.count(OutcomeClass::Throttled) > 0)
+        .filter_map(|s| {
+            phase
+                .bursts
+                .iter()
+                .find(|b| b.id == s.burst)
+                .map(|b| b.source_ip)
+        })
+        .collect()
 }
 
 /// Reads the test mailboxes back over IMAP and appends `observations.jsonl`.
@@ -370,7 +429,7 @@ fn create_dir(dir: &Path) -> Result<(), RunError> {
 /// Runs a phase's bursts, one after another or all at once.
 async fn run_phase_bursts(
     ctx: &SendContext,
-    phase: &crate::scenario::plan::PlannedPhase,
+    phase: &PlannedPhase,
     sink: &AttemptSink,
     cancel: &CancelToken,
     progress: &Progress,
@@ -476,5 +535,54 @@ pub(crate) async fn sleep_or_cancel(d: Duration, cancel: &CancelToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = cancel.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{load_scenario_text, load_target, SourceFile};
+
+    fn summary(burst: &str, throttled: u64) -> send::BurstSummary {
+        send::BurstSummary {
+            burst: burst.into(),
+            planned: 2,
+            records: 2,
+            started: 2,
+            retries: 0,
+            by_outcome: [(OutcomeClass::Throttled, throttled)].into_iter().collect(),
+            connections: 2,
+            duration_secs: 1.0,
+            send_rate_per_sec: None,
+            lateness_p50_ms: None,
+            lateness_p99_ms: None,
+            lateness_max_ms: None,
+            interrupted: false,
+        }
+    }
+
+    #[test]
+    fn throttled_ips_are_the_source_ips_of_bursts_that_saw_throttling() {
+        let text = "name = \"x\"\n[[phases]]\nname = \"p\"\n[[phases.bursts]]\nsender = \"all\"\ntls = \"none\"\ncount = 2\nrate = \"1/s\"\n";
+        let scn = load_scenario_text(SourceFile {
+            path: "s.toml".into(),
+            text: text.into(),
+        })
+        .expect("scenario");
+        let plan =
+            crate::scenario::build_plan(&scn, &load_target(None).expect("target")).expect("plan");
+        let phase = &plan.phases[0];
+        let got = throttled_ips(
+            phase,
+            &[
+                summary("p/primary/none/0", 0),
+                summary("p/secondary/none/0", 1),
+                summary("not/in/the/plan", 5),
+            ],
+        );
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            vec!["127.0.0.3".parse::<Ipv4Addr>().unwrap()]
+        );
     }
 }

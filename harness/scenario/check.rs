@@ -267,10 +267,49 @@ fn err(at: Range<usize>, message: impl Into<String>) -> CheckError {
 
 /// Parses `metric op value`; quotes around the value are optional.
 pub fn parse_check(text: &str) -> Result<Check, CheckError> {
+    let (metric, metric_end) = parse_metric(text)?;
+    let name = &text[..metric_end];
+    let rest_start = metric_end + leading_space(&text[metric_end..]);
+    let (op, op_len) = parse_op(&text[rest_start..]).ok_or_else(|| {
+        err(
+            rest_start..rest_start + 1,
+            format!("expected a comparison (<, <=, >, >=, ==, !=) after `{name}`"),
+        )
+    })?;
+    let after_op = rest_start + op_len;
+    let value_start = after_op + leading_space(&text[after_op..]);
+    let raw = text[value_start..].trim_end();
+    if raw.is_empty() {
+        return Err(err(
+            value_start.min(text.len().saturating_sub(1))..text.len(),
+            format!("expected a value after `{}`", op.as_str()),
+        ));
+    }
+    // `outcome` only has equality: point at the operator, not the value.
+    if metric.kind() == MetricKind::Outcome && !matches!(op, Op::Eq | Op::Ne) {
+        return Err(err(
+            rest_start..after_op,
+            "`outcome` can only be compared with == or !=",
+        ));
+    }
+    let value = parse_value(metric, raw).map_err(|message| CheckError {
+        at: value_start..value_start + raw.len(),
+        message,
+    })?;
+    Ok(Check { metric, op, value })
+}
+
+/// Bytes of whitespace at the start of `s`.
+fn leading_space(s: &str) -> usize {
+    s.len() - s.trim_start().len()
+}
+
+/// The metric a check starts with, and where its name ends.
+fn parse_metric(text: &str) -> Result<(Metric, usize), CheckError> {
     let metric_end = text
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(text.len());
-    let lead = text.len() - text.trim_start().len();
+    let lead = leading_space(text);
     if lead > 0 || metric_end == 0 {
         return Err(err(
             lead..lead + 1,
@@ -278,24 +317,25 @@ pub fn parse_check(text: &str) -> Result<Check, CheckError> {
         ));
     }
     let name = &text[..metric_end];
-    let metric = Metric::ALL
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, m)| *m)
-        .ok_or_else(|| {
+    match Metric::ALL.iter().find(|(n, _)| *n == name) {
+        Some((_, m)) => Ok((*m, metric_end)),
+        None => {
             let names: Vec<&str> = Metric::ALL.iter().map(|(n, _)| *n).collect();
-            err(
+            Err(err(
                 0..metric_end,
                 format!(
                     "unknown metric `{name}`: expected one of {}",
                     names.join(", ")
                 ),
-            )
-        })?;
-    let rest_start =
-        metric_end + (text[metric_end..].len() - text[metric_end..].trim_start().len());
-    let rest = &text[rest_start..];
-    let (op, op_len) = [
+            ))
+        }
+    }
+}
+
+/// The comparison `rest` starts with, and its length.
+fn parse_op(rest: &str) -> Option<(Op, usize)> {
+    // Two-character operators first, so `<=` is not read as `<`.
+    [
         ("<=", Op::Le),
         (">=", Op::Ge),
         ("==", Op::Eq),
@@ -306,90 +346,52 @@ pub fn parse_check(text: &str) -> Result<Check, CheckError> {
     .iter()
     .find(|(s, _)| rest.starts_with(s))
     .map(|(s, o)| (*o, s.len()))
-    .ok_or_else(|| {
-        err(
-            rest_start..rest_start + 1,
-            format!("expected a comparison (<, <=, >, >=, ==, !=) after `{name}`"),
-        )
-    })?;
-    let after_op = rest_start + op_len;
-    let value_start = after_op + (text[after_op..].len() - text[after_op..].trim_start().len());
-    let raw = text[value_start..].trim_end();
-    if raw.is_empty() {
-        return Err(err(
-            value_start.min(text.len().saturating_sub(1))..text.len(),
-            format!("expected a value after `{}`", op.as_str()),
-        ));
-    }
-    let vr = value_start..value_start + raw.len();
+}
+
+/// The value a metric compares with, from its text (`raw`, quotes optional); the message
+/// says what the metric wants.
+fn parse_value(metric: Metric, raw: &str) -> Result<Value, String> {
+    let name = metric.name();
     let unquoted = raw
         .strip_prefix('"')
         .and_then(|r| r.strip_suffix('"'))
         .unwrap_or(raw);
-    let value = match metric.kind() {
+    match metric.kind() {
         MetricKind::Ratio => {
             let n: f64 = unquoted.parse().map_err(|_| {
-                err(
-                    vr.clone(),
-                    format!("`{name}` compares with a fraction from 0.0 to 1.0, not `{raw}`"),
-                )
+                format!("`{name}` compares with a fraction from 0.0 to 1.0, not `{raw}`")
             })?;
             if !(0.0..=1.0).contains(&n) {
-                return Err(err(
-                    vr,
-                    format!("`{name}` is a fraction from 0.0 to 1.0; write 0.5 for 50%, not {raw}"),
+                return Err(format!(
+                    "`{name}` is a fraction from 0.0 to 1.0; write 0.5 for 50%, not {raw}"
                 ));
             }
-            Value::Number(n)
+            Ok(Value::Number(n))
         }
         MetricKind::Count => {
             let n: u64 = unquoted.parse().map_err(|_| {
-                err(
-                    vr.clone(),
-                    format!("`{name}` compares with a whole number of messages, not `{raw}`"),
-                )
+                format!("`{name}` compares with a whole number of messages, not `{raw}`")
             })?;
-            Value::Number(n as f64)
+            Ok(Value::Number(n as f64))
         }
         MetricKind::Duration => {
             let d = humantime::parse_duration(unquoted).map_err(|_| {
-                err(
-                    vr.clone(),
-                    format!(
-                        "`{name}` compares with a duration such as \"60s\" or \"2m\", not `{raw}`"
-                    ),
-                )
+                format!("`{name}` compares with a duration such as \"60s\" or \"2m\", not `{raw}`")
             })?;
-            Value::Duration(d)
+            Ok(Value::Duration(d))
         }
         MetricKind::TlsVersion => {
             let v = unquoted.trim_start_matches("TLS").trim_start_matches("v");
-            let parsed = v
-                .split_once('.')
+            v.split_once('.')
                 .and_then(|(a, b)| Some((a.parse::<u8>().ok()?, b.parse::<u8>().ok()?)))
-                .filter(|(a, b)| *a == 1 && *b <= 3);
-            match parsed {
-                Some((a, b)) => Value::TlsVersion(a, b),
-                None => {
-                    return Err(err(
-                        vr,
-                        format!("`tls_version` compares with \"1.0\", \"1.1\", \"1.2\" or \"1.3\", not `{raw}`"),
-                    ))
-                }
-            }
+                .filter(|(a, b)| *a == 1 && *b <= 3)
+                .map(|(a, b)| Value::TlsVersion(a, b))
+                .ok_or_else(|| {
+                    format!("`tls_version` compares with \"1.0\", \"1.1\", \"1.2\" or \"1.3\", not `{raw}`")
+                })
         }
-        MetricKind::Outcome => {
-            if !matches!(op, Op::Eq | Op::Ne) {
-                return Err(err(
-                    rest_start..rest_start + op_len,
-                    "`outcome` can only be compared with == or !=",
-                ));
-            }
-            let o: OutcomeClass = unquoted.parse().map_err(|e: String| err(vr.clone(), e))?;
-            Value::Outcome(o)
-        }
-    };
-    Ok(Check { metric, op, value })
+        MetricKind::Outcome => unquoted.parse::<OutcomeClass>().map(Value::Outcome),
+    }
 }
 
 #[cfg(test)]
@@ -428,5 +430,67 @@ mod tests {
         assert!(e.message.contains("== or !="));
         let e = parse_check("latency_p95 <= soon").unwrap_err();
         assert!(e.message.contains("duration"));
+    }
+
+    #[test]
+    fn parse_op_reads_two_character_operators_first() {
+        assert_eq!(parse_op("<= 1"), Some((Op::Le, 2)));
+        assert_eq!(parse_op("< 1"), Some((Op::Lt, 1)));
+        assert_eq!(parse_op(">=1"), Some((Op::Ge, 2)));
+        assert_eq!(parse_op("!= x"), Some((Op::Ne, 2)));
+        assert_eq!(parse_op("=> 1"), None);
+        assert_eq!(parse_op(""), None);
+    }
+
+    #[test]
+    fn parse_metric_wants_a_known_name_at_the_very_start() {
+        assert_eq!(
+            parse_metric("latency_p95<=1s"),
+            Ok((Metric::LatencyP95, 11))
+        );
+        let e = parse_metric(" sent > 1").unwrap_err();
+        assert_eq!(e.at, 1..2);
+        assert!(e.message.starts_with("a check starts with a metric name"));
+        let e = parse_metric("sends > 1").unwrap_err();
+        assert_eq!(e.at, 0..5);
+        assert!(e
+            .message
+            .starts_with("unknown metric `sends`: expected one of sent, accepted,"));
+    }
+
+    #[test]
+    fn parse_value_follows_the_metrics_kind() {
+        assert_eq!(parse_value(Metric::Sent, "\"12\""), Ok(Value::Number(12.0)));
+        assert_eq!(
+            parse_value(Metric::Sent, "1.5"),
+            Err("`sent` compares with a whole number of messages, not `1.5`".into())
+        );
+        assert_eq!(
+            parse_value(Metric::JunkRate, "1.5"),
+            Err("`junk_rate` is a fraction from 0.0 to 1.0; write 0.5 for 50%, not 1.5".into())
+        );
+        assert_eq!(
+            parse_value(Metric::LatencyMax, "2m"),
+            Ok(Value::Duration(Duration::from_secs(120)))
+        );
+        assert_eq!(
+            parse_value(Metric::TlsVersion, "TLSv1.3"),
+            Ok(Value::TlsVersion(1, 3))
+        );
+        assert!(parse_value(Metric::TlsVersion, "1.4").is_err());
+        assert!(parse_value(Metric::Outcome, "\"nonsense\"").is_err());
+    }
+
+    #[test]
+    fn value_errors_point_at_the_value_and_outcome_errors_at_the_operator() {
+        let e = parse_check("sent >=  ").unwrap_err();
+        assert_eq!(
+            (e.at, e.message.as_str()),
+            (8..9, "expected a value after `>=`")
+        );
+        let e = parse_check("sent >= many ").unwrap_err();
+        assert_eq!(e.at, 8..12);
+        let e = parse_check("outcome <  accepted").unwrap_err();
+        assert_eq!(e.at, 8..9);
     }
 }

@@ -2,9 +2,14 @@
 
 use std::collections::HashSet;
 
+use toml::Spanned;
+
 use super::check::parse_check;
-use super::diag::Diagnostic;
-use super::target::{ImapAuth, ImapTls};
+use super::diag::{Diagnostic, SourceFile};
+use super::model::{Burst, ChangeStep, Expect};
+use super::target::{
+    ConnectorApply, ImapAuth, ImapSettings, ImapTls, Mailbox, OAuthSettings, TargetFile,
+};
 use super::{LoadedScenario, LoadedTarget};
 use crate::vocab::{ApplyMethod, TargetKind};
 
@@ -48,105 +53,117 @@ pub fn scenario(s: &LoadedScenario) -> Vec<Diagnostic> {
             ));
         }
         for b in p.bursts.get_ref() {
-            let burst = b.get_ref();
-            if *burst.count.get_ref() == 0 {
-                errs.push(src.error(burst.count.span(), "`count` must be at least 1"));
-            }
-            match (&burst.rate, &burst.interval) {
-                (None, None) => errs.push(src.error(
-                    b.span(),
-                    "a burst needs a pace: `rate = \"30/min\"` or `interval = \"2s\"`",
-                )),
-                (Some(r), Some(_)) => {
-                    errs.push(src.error(r.span(), "give either `rate` or `interval`, not both"))
-                }
-                (None, Some(i)) if i.get_ref().0.is_zero() => {
-                    errs.push(src.error(i.span(), "`interval` must be greater than zero"))
-                }
-                _ => {}
-            }
-            for (field, v) in [
-                ("concurrency", &burst.concurrency),
-                ("per_connection", &burst.per_connection),
-                ("recipients", &burst.recipients),
-            ] {
-                if let Some(v) = v {
-                    if *v.get_ref() == 0 {
-                        errs.push(src.error(v.span(), format!("`{field}` must be at least 1")));
-                    }
-                }
-            }
-            if let Some(r) = &burst.recipients {
-                if *r.get_ref() > 1000 {
-                    errs.push(src.error(
-                        r.span(),
-                        "`recipients` is at most 1000 per message (Microsoft 365 refuses more than 200 per domain with 452 4.5.3)",
-                    ));
-                }
-            }
-            if let Some(retry) = &burst.retry {
-                if retry.get_ref().attempts < 2 {
-                    errs.push(src.error(
-                        retry.span(),
-                        "`retry.attempts` counts the first attempt too, so it must be 2 or more",
-                    ));
-                }
-            }
-            for to in &burst.to {
-                if let Err(e) = check_address(to.get_ref()) {
-                    errs.push(src.error(to.span(), e.to_string()));
-                }
-            }
+            burst(src, b, &mut errs);
         }
         if let Some(change) = &p.change {
-            let c = change.get_ref();
-            let apply = c.apply.as_ref().map(|a| *a.get_ref());
-            if apply == Some(ApplyMethod::Hook) && c.command.is_none() {
-                errs.push(src.error(
-                    change.span(),
-                    "`apply = \"hook\"` needs `command = [\"program\", \"argument\", …]`",
-                ));
-            }
-            if let Some(cmd) = &c.command {
-                if apply != Some(ApplyMethod::Hook) {
-                    errs.push(
-                        src.error(cmd.span(), "`command` is only used with `apply = \"hook\"`"),
-                    );
-                } else if cmd.get_ref().is_empty() {
-                    errs.push(src.error(cmd.span(), "`command` needs at least the program to run"));
-                }
-            }
-            if apply == Some(ApplyMethod::SignalFile) && c.signal_file.is_none() {
-                errs.push(src.error(
-                    change.span(),
-                    "`apply = \"signal-file\"` needs `signal_file = \"path\"`",
-                ));
-            }
-            if let Some(sf) = &c.signal_file {
-                if apply != Some(ApplyMethod::SignalFile) {
-                    errs.push(src.error(
-                        sf.span(),
-                        "`signal_file` is only used with `apply = \"signal-file\"`",
-                    ));
-                }
-            }
+            change_step(src, change, &mut errs);
         }
         for e in &p.expect {
-            let ex = e.get_ref();
-            if ex.checks.get_ref().is_empty() {
-                errs.push(src.error(
-                    ex.checks.span(),
-                    "`checks` is empty; add at least one check such as \"throttle_rate <= 0.0\"",
-                ));
-            }
-            for c in ex.checks.get_ref() {
-                if let Err(ce) = parse_check(c.get_ref()) {
-                    errs.push(src.error_in_string(c.span(), c.get_ref(), ce.at, ce.message));
-                }
-            }
+            expectation(src, e.get_ref(), &mut errs);
         }
     }
     errs
+}
+
+/// A burst's count, pace, per-connection numbers, retry and addresses.
+fn burst(src: &SourceFile, b: &Spanned<Burst>, errs: &mut Vec<Diagnostic>) {
+    let burst = b.get_ref();
+    if *burst.count.get_ref() == 0 {
+        errs.push(src.error(burst.count.span(), "`count` must be at least 1"));
+    }
+    match (&burst.rate, &burst.interval) {
+        (None, None) => errs.push(src.error(
+            b.span(),
+            "a burst needs a pace: `rate = \"30/min\"` or `interval = \"2s\"`",
+        )),
+        (Some(r), Some(_)) => {
+            errs.push(src.error(r.span(), "give either `rate` or `interval`, not both"))
+        }
+        (None, Some(i)) if i.get_ref().0.is_zero() => {
+            errs.push(src.error(i.span(), "`interval` must be greater than zero"))
+        }
+        _ => {}
+    }
+    for (field, v) in [
+        ("concurrency", &burst.concurrency),
+        ("per_connection", &burst.per_connection),
+        ("recipients", &burst.recipients),
+    ] {
+        if let Some(v) = v {
+            if *v.get_ref() == 0 {
+                errs.push(src.error(v.span(), format!("`{field}` must be at least 1")));
+            }
+        }
+    }
+    if let Some(r) = &burst.recipients {
+        if *r.get_ref() > 1000 {
+            errs.push(src.error(
+                r.span(),
+                "`recipients` is at most 1000 per message (Microsoft 365 refuses more than 200 per domain with 452 4.5.3)",
+            ));
+        }
+    }
+    if let Some(retry) = &burst.retry {
+        if retry.get_ref().attempts < 2 {
+            errs.push(src.error(
+                retry.span(),
+                "`retry.attempts` counts the first attempt too, so it must be 2 or more",
+            ));
+        }
+    }
+    for to in &burst.to {
+        if let Err(e) = check_address(to.get_ref()) {
+            errs.push(src.error(to.span(), e.to_string()));
+        }
+    }
+}
+
+/// A change step's `command` and `signal_file` go with their apply method, and only with it.
+fn change_step(src: &SourceFile, change: &Spanned<ChangeStep>, errs: &mut Vec<Diagnostic>) {
+    let c = change.get_ref();
+    let apply = c.apply.as_ref().map(|a| *a.get_ref());
+    if apply == Some(ApplyMethod::Hook) && c.command.is_none() {
+        errs.push(src.error(
+            change.span(),
+            "`apply = \"hook\"` needs `command = [\"program\", \"argument\", …]`",
+        ));
+    }
+    if let Some(cmd) = &c.command {
+        if apply != Some(ApplyMethod::Hook) {
+            errs.push(src.error(cmd.span(), "`command` is only used with `apply = \"hook\"`"));
+        } else if cmd.get_ref().is_empty() {
+            errs.push(src.error(cmd.span(), "`command` needs at least the program to run"));
+        }
+    }
+    if apply == Some(ApplyMethod::SignalFile) && c.signal_file.is_none() {
+        errs.push(src.error(
+            change.span(),
+            "`apply = \"signal-file\"` needs `signal_file = \"path\"`",
+        ));
+    }
+    if let Some(sf) = &c.signal_file {
+        if apply != Some(ApplyMethod::SignalFile) {
+            errs.push(src.error(
+                sf.span(),
+                "`signal_file` is only used with `apply = \"signal-file\"`",
+            ));
+        }
+    }
+}
+
+/// An expectation has checks, and each parses.
+fn expectation(src: &SourceFile, ex: &Expect, errs: &mut Vec<Diagnostic>) {
+    if ex.checks.get_ref().is_empty() {
+        errs.push(src.error(
+            ex.checks.span(),
+            "`checks` is empty; add at least one check such as \"throttle_rate <= 0.0\"",
+        ));
+    }
+    for c in ex.checks.get_ref() {
+        if let Err(ce) = parse_check(c.get_ref()) {
+            errs.push(src.error_in_string(c.span(), c.get_ref(), ce.at, ce.message));
+        }
+    }
 }
 
 /// Checks one target file.
@@ -175,170 +192,17 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
         }
     }
     for m in &f.mailboxes {
-        let mb = m.get_ref();
-        if let Err(e) = check_address(mb.address.get_ref()) {
-            errs.push(src.error(mb.address.span(), e.to_string()));
-        }
-        if let Some(p) = &mb.password {
-            errs.push(src.error_redacted(
-                p.span(),
-                "secrets never live in target files: set `password_env` (an environment variable name) or `password_file` (a path) instead of `password`",
-            ));
-        }
-        if mb.password_env.is_some() && mb.password_file.is_some() {
-            errs.push(src.error(
-                m.span(),
-                "give either `password_env` or `password_file`, not both",
-            ));
-        }
+        mailbox(src, m, &mut errs);
     }
     if let Some(imap) = &f.imap {
-        let i = imap.get_ref();
-        if i.tls == ImapTls::Plain && !is_loopback_host(i.host.get_ref()) {
-            errs.push(src.error(
-                i.host.span(),
-                "`tls = \"plain\"` is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost): use \"implicit\" or \"starttls\"",
-            ));
-        }
-        match (*i.auth.get_ref(), &i.oauth) {
-            (ImapAuth::Xoauth2, None) => errs.push(src.error(
-                i.auth.span(),
-                "`auth = \"xoauth2\"` needs an [imap.oauth] table with token_env, token_file, token_command, or client-credentials settings",
-            )),
-            (ImapAuth::Xoauth2, Some(o)) => {
-                let ov = o.get_ref();
-                for (field, v) in [("token", &ov.token), ("client_secret", &ov.client_secret)] {
-                    if let Some(v) = v {
-                        errs.push(src.error_redacted(
-                            v.span(),
-                            format!("secrets never live in target files: use `{field}_env` or `{field}_file` instead of `{field}`"),
-                        ));
-                    }
-                }
-                let sources = [
-                    ov.token_env.is_some(),
-                    ov.token_file.is_some(),
-                    ov.token_command.is_some(),
-                    ov.client_id.is_some(),
-                ]
-                .iter()
-                .filter(|b| **b)
-                .count();
-                if sources != 1 {
-                    errs.push(src.error(
-                        o.span(),
-                        "[imap.oauth] needs exactly one token source: token_env, token_file, token_command, or client_id (client credentials)",
-                    ));
-                }
-                if ov.client_id.is_some() {
-                    if ov.client_secret_env.is_none() && ov.client_secret_file.is_none() {
-                        errs.push(src.error(o.span(), "client credentials need `client_secret_env` or `client_secret_file`"));
-                    }
-                    if ov.tenant_id.is_none() && ov.token_endpoint.is_none() {
-                        errs.push(src.error(o.span(), "client credentials need `tenant_id` (or an explicit `token_endpoint`)"));
-                    }
-                }
-            }
-            (ImapAuth::Login, _) => {
-                for m in &f.mailboxes {
-                    let mb = m.get_ref();
-                    if mb.password_env.is_none() && mb.password_file.is_none() {
-                        errs.push(src.error(
-                            mb.address.span(),
-                            "with `auth = \"login\"` every mailbox needs `password_env` or `password_file`",
-                        ));
-                    }
-                }
-            }
-        }
+        imap_settings(src, imap.get_ref(), &f.mailboxes, &mut errs);
     }
     match f.kind {
-        TargetKind::Tenant => {
-            let smtp = f.smtp.as_ref().map(|s| s.get_ref());
-            if smtp.and_then(|s| s.domain.as_ref()).is_none() {
-                errs.push(Diagnostic::field(
-                    Some(&src.path),
-                    "smtp.domain",
-                    "a tenant target needs [smtp] domain = \"<the tenant's accepted domain>\"",
-                ));
-            }
-            if f.mailboxes.is_empty() {
-                errs.push(Diagnostic::field(
-                    Some(&src.path),
-                    "mailboxes",
-                    "a tenant target needs at least one [[mailboxes]] entry (the test mailboxes)",
-                ));
-            }
-            match &f.guard {
-                None => errs.push(Diagnostic::field(
-                    Some(&src.path),
-                    "guard",
-                    "a tenant target needs a [guard] table with allowed_domains, max_messages_per_run and max_rate_per_ip: a careless burst can damage a sending IP's reputation",
-                )),
-                Some(g) => {
-                    let gv = g.get_ref();
-                    if gv.allowed_domains.is_empty() || gv.max_messages_per_run.is_none() || gv.max_rate_per_ip.is_none() {
-                        errs.push(src.error(
-                            g.span(),
-                            "[guard] for a tenant target must set allowed_domains, max_messages_per_run and max_rate_per_ip",
-                        ));
-                    }
-                }
-            }
-            if let Some(s) = &f.simulator {
-                errs.push(src.error(
-                    s.span(),
-                    "[simulator] settings only apply to `kind = \"simulator\"`",
-                ));
-            }
-        }
-        TargetKind::Simulator => {
-            let tenant = f.tenant();
-            if let (Some(table), Err(e)) = (&f.simulator, tenant.validate()) {
-                errs.push(src.error(table.span(), format!("[simulator] {e}")));
-            }
-            let known = tenant.mailbox_addresses();
-            for m in &f.mailboxes {
-                let a = m.get_ref().address.get_ref();
-                if !known.iter().any(|k| k.eq_ignore_ascii_case(a)) {
-                    errs.push(src.error(
-                        m.get_ref().address.span(),
-                        format!(
-                            "`{a}` is not a mailbox of the simulated tenant (its mailboxes: {}); add it under [[simulator.mailboxes]] or pick one of those",
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            }
-            for (role, ip) in f.senders.get_ref() {
-                if !ip.get_ref().0.is_loopback() {
-                    errs.push(src.error(
-                        ip.span(),
-                        format!("the simulator listens on loopback only, so sender `{role}` must be a 127.0.0.x address (stand-ins for the platform's IPs)"),
-                    ));
-                }
-            }
-        }
+        TargetKind::Tenant => tenant_target(src, f, &mut errs),
+        TargetKind::Simulator => simulator_target(src, f, &mut errs),
     }
     if let Some(c) = &f.connector {
-        let cv = c.get_ref();
-        let apply = *cv.apply.get_ref();
-        if apply == ApplyMethod::Hook && cv.command.as_ref().is_none_or(|c| c.get_ref().is_empty())
-        {
-            errs.push(src.error(
-                c.span(),
-                "[connector] apply = \"hook\" needs `command = [\"program\", \"argument\", …]`",
-            ));
-        }
-        if apply == ApplyMethod::SignalFile && cv.signal_file.is_none() {
-            errs.push(src.error(
-                c.span(),
-                "[connector] apply = \"signal-file\" needs `signal_file = \"path\"`",
-            ));
-        }
-        if apply == ApplyMethod::Simulator && f.kind == TargetKind::Tenant {
-            errs.push(src.error(cv.apply.span(), "a real tenant cannot be changed through the simulator: use \"prompt\", \"hook\" or \"signal-file\""));
-        }
+        connector_way(src, c, f.kind, &mut errs);
     }
     if let Some(g) = &f.guard {
         for d in &g.get_ref().allowed_domains {
@@ -348,6 +212,200 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
         }
     }
     errs
+}
+
+/// A test mailbox: a real address, and a password by reference only.
+fn mailbox(src: &SourceFile, m: &Spanned<Mailbox>, errs: &mut Vec<Diagnostic>) {
+    let mb = m.get_ref();
+    if let Err(e) = check_address(mb.address.get_ref()) {
+        errs.push(src.error(mb.address.span(), e.to_string()));
+    }
+    if let Some(p) = &mb.password {
+        errs.push(src.error_redacted(
+            p.span(),
+            "secrets never live in target files: set `password_env` (an environment variable name) or `password_file` (a path) instead of `password`",
+        ));
+    }
+    if mb.password_env.is_some() && mb.password_file.is_some() {
+        errs.push(src.error(
+            m.span(),
+            "give either `password_env` or `password_file`, not both",
+        ));
+    }
+}
+
+/// IMAP: plain text only on loopback, and credentials for the chosen login.
+fn imap_settings(
+    src: &SourceFile,
+    i: &ImapSettings,
+    mailboxes: &[Spanned<Mailbox>],
+    errs: &mut Vec<Diagnostic>,
+) {
+    if i.tls == ImapTls::Plain && !is_loopback_host(i.host.get_ref()) {
+        errs.push(src.error(
+            i.host.span(),
+            "`tls = \"plain\"` is only allowed for loopback hosts (127.0.0.0/8, ::1, localhost): use \"implicit\" or \"starttls\"",
+        ));
+    }
+    match (*i.auth.get_ref(), &i.oauth) {
+        (ImapAuth::Xoauth2, None) => errs.push(src.error(
+            i.auth.span(),
+            "`auth = \"xoauth2\"` needs an [imap.oauth] table with token_env, token_file, token_command, or client-credentials settings",
+        )),
+        (ImapAuth::Xoauth2, Some(o)) => oauth_settings(src, o, errs),
+        (ImapAuth::Login, _) => {
+            for m in mailboxes {
+                let mb = m.get_ref();
+                if mb.password_env.is_none() && mb.password_file.is_none() {
+                    errs.push(src.error(
+                        mb.address.span(),
+                        "with `auth = \"login\"` every mailbox needs `password_env` or `password_file`",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `[imap.oauth]`: no secrets inline, exactly one token source, client credentials complete.
+fn oauth_settings(src: &SourceFile, o: &Spanned<OAuthSettings>, errs: &mut Vec<Diagnostic>) {
+    let ov = o.get_ref();
+    for (field, v) in [("token", &ov.token), ("client_secret", &ov.client_secret)] {
+        if let Some(v) = v {
+            errs.push(src.error_redacted(
+                v.span(),
+                format!("secrets never live in target files: use `{field}_env` or `{field}_file` instead of `{field}`"),
+            ));
+        }
+    }
+    let sources = [
+        ov.token_env.is_some(),
+        ov.token_file.is_some(),
+        ov.token_command.is_some(),
+        ov.client_id.is_some(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if sources != 1 {
+        errs.push(src.error(
+            o.span(),
+            "[imap.oauth] needs exactly one token source: token_env, token_file, token_command, or client_id (client credentials)",
+        ));
+    }
+    if ov.client_id.is_some() {
+        if ov.client_secret_env.is_none() && ov.client_secret_file.is_none() {
+            errs.push(src.error(
+                o.span(),
+                "client credentials need `client_secret_env` or `client_secret_file`",
+            ));
+        }
+        if ov.tenant_id.is_none() && ov.token_endpoint.is_none() {
+            errs.push(src.error(
+                o.span(),
+                "client credentials need `tenant_id` (or an explicit `token_endpoint`)",
+            ));
+        }
+    }
+}
+
+/// A real tenant needs its domain, test mailboxes and full guard rails, and no [simulator].
+fn tenant_target(src: &SourceFile, f: &TargetFile, errs: &mut Vec<Diagnostic>) {
+    let smtp = f.smtp.as_ref().map(|s| s.get_ref());
+    if smtp.and_then(|s| s.domain.as_ref()).is_none() {
+        errs.push(Diagnostic::field(
+            Some(&src.path),
+            "smtp.domain",
+            "a tenant target needs [smtp] domain = \"<the tenant's accepted domain>\"",
+        ));
+    }
+    if f.mailboxes.is_empty() {
+        errs.push(Diagnostic::field(
+            Some(&src.path),
+            "mailboxes",
+            "a tenant target needs at least one [[mailboxes]] entry (the test mailboxes)",
+        ));
+    }
+    match &f.guard {
+        None => errs.push(Diagnostic::field(
+            Some(&src.path),
+            "guard",
+            "a tenant target needs a [guard] table with allowed_domains, max_messages_per_run and max_rate_per_ip: a careless burst can damage a sending IP's reputation",
+        )),
+        Some(g) => {
+            let gv = g.get_ref();
+            if gv.allowed_domains.is_empty()
+                || gv.max_messages_per_run.is_none()
+                || gv.max_rate_per_ip.is_none()
+            {
+                errs.push(src.error(
+                    g.span(),
+                    "[guard] for a tenant target must set allowed_domains, max_messages_per_run and max_rate_per_ip",
+                ));
+            }
+        }
+    }
+    if let Some(s) = &f.simulator {
+        errs.push(src.error(
+            s.span(),
+            "[simulator] settings only apply to `kind = \"simulator\"`",
+        ));
+    }
+}
+
+/// The simulator: a valid tenant, mailboxes it has, and loopback senders.
+fn simulator_target(src: &SourceFile, f: &TargetFile, errs: &mut Vec<Diagnostic>) {
+    let tenant = f.tenant();
+    if let (Some(table), Err(e)) = (&f.simulator, tenant.validate()) {
+        errs.push(src.error(table.span(), format!("[simulator] {e}")));
+    }
+    let known = tenant.mailbox_addresses();
+    for m in &f.mailboxes {
+        let a = m.get_ref().address.get_ref();
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(a)) {
+            errs.push(src.error(
+                m.get_ref().address.span(),
+                format!(
+                    "`{a}` is not a mailbox of the simulated tenant (its mailboxes: {}); add it under [[simulator.mailboxes]] or pick one of those",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    for (role, ip) in f.senders.get_ref() {
+        if !ip.get_ref().0.is_loopback() {
+            errs.push(src.error(
+                ip.span(),
+                format!("the simulator listens on loopback only, so sender `{role}` must be a 127.0.0.x address (stand-ins for the platform's IPs)"),
+            ));
+        }
+    }
+}
+
+/// The target's `[connector]`: what its apply method needs, and no simulator for a tenant.
+fn connector_way(
+    src: &SourceFile,
+    c: &Spanned<ConnectorApply>,
+    kind: TargetKind,
+    errs: &mut Vec<Diagnostic>,
+) {
+    let cv = c.get_ref();
+    let apply = *cv.apply.get_ref();
+    if apply == ApplyMethod::Hook && cv.command.as_ref().is_none_or(|c| c.get_ref().is_empty()) {
+        errs.push(src.error(
+            c.span(),
+            "[connector] apply = \"hook\" needs `command = [\"program\", \"argument\", …]`",
+        ));
+    }
+    if apply == ApplyMethod::SignalFile && cv.signal_file.is_none() {
+        errs.push(src.error(
+            c.span(),
+            "[connector] apply = \"signal-file\" needs `signal_file = \"path\"`",
+        ));
+    }
+    if apply == ApplyMethod::Simulator && kind == TargetKind::Tenant {
+        errs.push(src.error(cv.apply.span(), "a real tenant cannot be changed through the simulator: use \"prompt\", \"hook\" or \"signal-file\""));
+    }
 }
 
 /// Names used in ids and file names.
@@ -397,4 +455,111 @@ fn is_loopback_host(h: &str) -> bool {
         || h.parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(text: &str) -> SourceFile {
+        SourceFile {
+            path: "x.toml".into(),
+            text: text.into(),
+        }
+    }
+
+    fn messages(errs: &[Diagnostic]) -> Vec<&str> {
+        errs.iter().map(|d| d.message.as_str()).collect()
+    }
+
+    #[test]
+    fn a_change_steps_command_and_signal_file_go_with_their_apply_method() {
+        let check = |text: &str| {
+            let s = src(text);
+            let c = toml::from_str::<Wrap>(text).expect("a change step").change;
+            let mut errs = Vec::new();
+            change_step(&s, &c, &mut errs);
+            messages(&errs)
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+        };
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            change: Spanned<ChangeStep>,
+        }
+        assert_eq!(
+            check("[change]\nconnector = \"create\"\napply = \"hook\"\n"),
+            vec!["`apply = \"hook\"` needs `command = [\"program\", \"argument\", …]`"]
+        );
+        assert_eq!(
+            check("[change]\nconnector = \"create\"\napply = \"hook\"\ncommand = []\n"),
+            vec!["`command` needs at least the program to run"]
+        );
+        assert_eq!(
+            check("[change]\nconnector = \"create\"\napply = \"hook\"\ncommand = [\"x\"]\nsignal_file = \"f\"\n"),
+            vec!["`signal_file` is only used with `apply = \"signal-file\"`"]
+        );
+        assert_eq!(
+            check("[change]\nconnector = \"create\"\napply = \"signal-file\"\ncommand = [\"x\"]\n"),
+            vec![
+                "`command` is only used with `apply = \"hook\"`",
+                "`apply = \"signal-file\"` needs `signal_file = \"path\"`"
+            ]
+        );
+        assert!(check("[change]\nconnector = \"create\"\n").is_empty());
+    }
+
+    #[test]
+    fn oauth_needs_one_token_source_and_complete_client_credentials() {
+        #[derive(serde::Deserialize)]
+        struct Wrap {
+            oauth: Spanned<OAuthSettings>,
+        }
+        let check = |text: &str| {
+            let w: Wrap = toml::from_str(text).expect("oauth settings");
+            let mut errs = Vec::new();
+            oauth_settings(&src(text), &w.oauth, &mut errs);
+            messages(&errs)
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert!(check("[oauth]\ntoken_env = \"T\"\n").is_empty());
+        assert_eq!(
+            check("[oauth]\ntoken_env = \"T\"\ntoken_file = \"f\"\n"),
+            vec!["[imap.oauth] needs exactly one token source: token_env, token_file, token_command, or client_id (client credentials)"]
+        );
+        assert_eq!(
+            check("[oauth]\nclient_id = \"c\"\n"),
+            vec![
+                "client credentials need `client_secret_env` or `client_secret_file`",
+                "client credentials need `tenant_id` (or an explicit `token_endpoint`)"
+            ]
+        );
+        assert!(check(
+            "[oauth]\nclient_id = \"c\"\nclient_secret_env = \"S\"\ntoken_endpoint = \"http://127.0.0.1/t\"\n"
+        )
+        .is_empty());
+        let errs = check("[oauth]\ntoken_env = \"T\"\ntoken = \"sekrit\"\n");
+        assert_eq!(
+            errs,
+            vec!["secrets never live in target files: use `token_env` or `token_file` instead of `token`"]
+        );
+    }
+
+    #[test]
+    fn check_address_wants_local_at_domain_and_nothing_smtp_could_trip_on() {
+        assert!(check_address("qa1@contoso.example").is_ok());
+        for bad in [
+            "qa1",
+            "@contoso.example",
+            "a b@contoso.example",
+            "<a@b.example>",
+            "a@b..example",
+        ] {
+            assert!(check_address(bad).is_err(), "{bad}");
+        }
+        assert_eq!(domain_of("Qa1@Contoso.Example"), "contoso.example");
+    }
 }

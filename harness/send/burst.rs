@@ -161,13 +161,44 @@ pub async fn run_burst(
         .max(1)
         .min(burst.connections.max(1))
         .min(burst.count.max(1)) as usize;
-    let (job_tx, job_rx) = mpsc::channel::<Job>(workers_n);
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, AttemptRecord)>();
     // A child token: a hard stop of this burst must not cancel the caller's token.
     let hard = CancelToken::new();
+    let (job_tx, mut done_rx, mut workers) = spawn_workers(ctx, &info, workers_n, cancel, &hard);
+
+    let mut st = State::new(ctx, sink, progress, info);
+    st.release(&mut done_rx, &job_tx, cancel).await?;
+    drop(job_tx);
+    if st.cancelled {
+        st.record_unreleased().await?;
+    }
+    st.drain(&mut done_rx, &hard, cancel).await?;
+    while let Some(r) = workers.join_next().await {
+        if let Err(e) = r {
+            tracing::error!("a sender task of burst {} failed: {e}", burst.id);
+        }
+    }
+    st.record_left().await?;
+    st.bar.finish();
+    Ok(st.summary())
+}
+
+/// Where workers report finished attempts: the job id and its record.
+type DoneRx = mpsc::UnboundedReceiver<(u64, AttemptRecord)>;
+
+/// Starts `n` workers sharing one job queue; returns the queue's sender, the receiver of
+/// finished attempts, and the workers.
+fn spawn_workers(
+    ctx: &SendContext,
+    info: &Arc<BurstInfo>,
+    n: usize,
+    cancel: &CancelToken,
+    hard: &CancelToken,
+) -> (mpsc::Sender<Job>, DoneRx, JoinSet<()>) {
+    let (job_tx, job_rx) = mpsc::channel::<Job>(n);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = mpsc::unbounded_channel::<(u64, AttemptRecord)>();
     let mut workers = JoinSet::new();
-    for _ in 0..workers_n {
+    for _ in 0..n {
         workers.spawn(worker(
             ctx.clone(),
             info.clone(),
@@ -177,178 +208,7 @@ pub async fn run_burst(
             hard.clone(),
         ));
     }
-    drop(done_tx);
-
-    let mut st = State {
-        ctx,
-        sink,
-        bar: progress.bar(&burst.id, u64::from(burst.count)),
-        retry: burst.retry.clone(),
-        outstanding: HashMap::new(),
-        retries: BinaryHeap::new(),
-        retry_jobs: HashMap::new(),
-        next_id: 0,
-        records: 0,
-        retried: 0,
-        by_outcome: BTreeMap::new(),
-        lateness: Vec::with_capacity(burst.count.min(1_000_000) as usize),
-        first_start: None,
-        last_start: None,
-        last_finish: None,
-        cancelled: false,
-        connections: HashSet::new(),
-    };
-
-    // A short lead so the first send is not late merely because workers were being spawned.
-    let sched = Schedule::new(
-        Instant::now() + Duration::from_millis(5),
-        burst.interval_secs,
-        burst.count,
-    );
-    let mut next: u32 = 0;
-    let mut workers_alive = true;
-    loop {
-        if next >= burst.count && st.retries.is_empty() && st.outstanding.is_empty() {
-            break;
-        }
-        let first_due = (next < burst.count).then(|| sched.at(next));
-        let retry_due = st.retries.peek().map(|Reverse((t, _))| *t);
-        let due = match (first_due, retry_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => { st.cancelled = true; break; }
-            d = done_rx.recv(), if workers_alive => match d {
-                Some((id, rec)) => st.done(id, rec).await?,
-                None => { workers_alive = false; if due.is_none() { break; } }
-            },
-            _ = sleep_until_opt(due), if due.is_some() => {
-                let job = match (first_due, retry_due) {
-                    (_, Some(r)) if first_due.is_none_or(|f| r < f) => {
-                        let Some(Reverse((_, id))) = st.retries.pop() else { continue };
-                        let Some(job) = st.retry_jobs.remove(&id) else { continue };
-                        job
-                    }
-                    _ => {
-                        let job = Job { id: st.next_id, index: next, attempt: 1, scheduled: sched.at(next) };
-                        st.next_id += 1;
-                        next += 1;
-                        job
-                    }
-                };
-                if !workers_alive {
-                    let rec = interrupted(ctx, &info, &job, "no sender was left to send this attempt");
-                    st.write(rec, false).await?;
-                    continue;
-                }
-                st.outstanding.insert(job.id, job.clone());
-                tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => { st.cancelled = true; break; }
-                    r = job_tx.send(job.clone()) => if r.is_err() {
-                        // Every worker is gone; the job stays outstanding and is recorded below.
-                        workers_alive = false;
-                    },
-                }
-            }
-        }
-    }
-    drop(job_tx);
-
-    // Not released: the rest of the schedule and pending retries.
-    if st.cancelled {
-        for i in next..burst.count {
-            let job = Job {
-                id: u64::MAX,
-                index: i,
-                attempt: 1,
-                scheduled: sched.at(i),
-            };
-            let rec = interrupted(
-                ctx,
-                &info,
-                &job,
-                "run interrupted before this attempt was sent",
-            );
-            st.write(rec, true).await?;
-        }
-        while let Some(Reverse((_, id))) = st.retries.pop() {
-            if let Some(job) = st.retry_jobs.remove(&id) {
-                let rec = interrupted(
-                    ctx,
-                    &info,
-                    &job,
-                    "run interrupted before this retry was sent",
-                );
-                st.write(rec, false).await?;
-            }
-        }
-    }
-
-    // Let the workers finish what they hold (with a grace period after a cancel), then stop them.
-    let grace_end = Instant::now() + ctx.cancel_grace;
-    loop {
-        tokio::select! {
-            biased;
-            d = done_rx.recv() => match d {
-                Some((id, rec)) => st.done(id, rec).await?,
-                None => break,
-            },
-            _ = tokio::time::sleep_until(grace_end.into()), if st.cancelled && !hard.is_cancelled() => {
-                hard.cancel();
-            }
-            _ = cancel.cancelled(), if !st.cancelled => { st.cancelled = true; }
-        }
-    }
-    while let Some(r) = workers.join_next().await {
-        if let Err(e) = r {
-            tracing::error!("a sender task of burst {} failed: {e}", burst.id);
-        }
-    }
-    // Released but never finished (left in the queue, or a worker died): still one record each.
-    let mut left: Vec<Job> = st.outstanding.drain().map(|(_, j)| j).collect();
-    left.sort_by_key(|j| j.id);
-    for job in left {
-        let why = if st.cancelled {
-            "run interrupted before this attempt was sent"
-        } else {
-            "the sender task failed before finishing this attempt"
-        };
-        let rec = interrupted(ctx, &info, &job, why);
-        st.write(rec, job.attempt == 1).await?;
-    }
-    st.bar.finish();
-
-    let mut lat = std::mem::take(&mut st.lateness);
-    let p50 = percentile(&mut lat, 50.0);
-    let p99 = percentile(&mut lat, 99.0);
-    let max = lat.last().copied();
-    let send_rate = match (st.first_start, st.last_start) {
-        (Some(a), Some(b)) if b > a && lat.len() > 1 => {
-            Some((lat.len() - 1) as f64 / b.duration_since(a).as_secs_f64())
-        }
-        _ => None,
-    };
-    Ok(BurstSummary {
-        burst: burst.id.clone(),
-        planned: burst.count,
-        records: st.records,
-        started: lat.len() as u64,
-        retries: st.retried,
-        by_outcome: st.by_outcome,
-        connections: st.connections.len() as u64,
-        duration_secs: match (st.first_start, st.last_finish) {
-            (Some(a), Some(b)) if b > a => b.duration_since(a).as_secs_f64(),
-            _ => 0.0,
-        },
-        send_rate_per_sec: send_rate,
-        lateness_p50_ms: p50,
-        lateness_p99_ms: p99,
-        lateness_max_ms: max,
-        interrupted: st.cancelled,
-    })
+    (job_tx, done_rx, workers)
 }
 
 async fn sleep_until_opt(t: Option<Instant>) {
@@ -361,7 +221,12 @@ async fn sleep_until_opt(t: Option<Instant>) {
 struct State<'a> {
     ctx: &'a SendContext,
     sink: &'a AttemptSink,
+    info: Arc<BurstInfo>,
     bar: BurstBar,
+    /// When each first attempt is due.
+    sched: Schedule,
+    /// The next first attempt to release.
+    next: u32,
     retry: Option<RetryPolicy>,
     outstanding: HashMap<u64, Job>,
     retries: BinaryHeap<Reverse<(Instant, u64)>>,
@@ -379,7 +244,224 @@ struct State<'a> {
     connections: HashSet<u64>,
 }
 
-impl State<'_> {
+impl<'a> State<'a> {
+    /// Nothing released yet; the schedule starts now.
+    fn new(
+        ctx: &'a SendContext,
+        sink: &'a AttemptSink,
+        progress: &Progress,
+        info: Arc<BurstInfo>,
+    ) -> Self {
+        let burst = &info.burst;
+        let bar = progress.bar(&burst.id, u64::from(burst.count));
+        let retry = burst.retry.clone();
+        let lateness = Vec::with_capacity(burst.count.min(1_000_000) as usize);
+        // A short lead so the first send is not late merely because workers were being spawned.
+        let sched = Schedule::new(
+            Instant::now() + Duration::from_millis(5),
+            burst.interval_secs,
+            burst.count,
+        );
+        State {
+            ctx,
+            sink,
+            info,
+            bar,
+            sched,
+            next: 0,
+            retry,
+            outstanding: HashMap::new(),
+            retries: BinaryHeap::new(),
+            retry_jobs: HashMap::new(),
+            next_id: 0,
+            records: 0,
+            retried: 0,
+            by_outcome: BTreeMap::new(),
+            lateness,
+            first_start: None,
+            last_start: None,
+            last_finish: None,
+            cancelled: false,
+            connections: HashSet::new(),
+        }
+    }
+
+    /// Releases each planned message at its time and each retry when due, and records what the
+    /// workers finish, until all is done, the workers are gone with nothing due, or a stop.
+    async fn release(
+        &mut self,
+        done_rx: &mut DoneRx,
+        job_tx: &mpsc::Sender<Job>,
+        cancel: &CancelToken,
+    ) -> Result<(), SendError> {
+        let count = self.info.burst.count;
+        let mut workers_alive = true;
+        loop {
+            if self.next >= count && self.retries.is_empty() && self.outstanding.is_empty() {
+                break;
+            }
+            let first_due = (self.next < count).then(|| self.sched.at(self.next));
+            let retry_due = self.retries.peek().map(|Reverse((t, _))| *t);
+            let due = match (first_due, retry_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => { self.cancelled = true; break; }
+                d = done_rx.recv(), if workers_alive => match d {
+                    Some((id, rec)) => self.done(id, rec).await?,
+                    None => { workers_alive = false; if due.is_none() { break; } }
+                },
+                _ = sleep_until_opt(due), if due.is_some() => {
+                    let Some(job) = self.take_due(first_due, retry_due) else { continue };
+                    if !workers_alive {
+                        let rec = interrupted(self.ctx, &self.info, &job, "no sender was left to send this attempt");
+                        self.write(rec, false).await?;
+                        continue;
+                    }
+                    self.outstanding.insert(job.id, job.clone());
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => { self.cancelled = true; break; }
+                        r = job_tx.send(job.clone()) => if r.is_err() {
+                            // Every worker is gone; the job stays outstanding and is recorded later.
+                            workers_alive = false;
+                        },
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The job due now: the first pending retry if it is earlier than the next planned message,
+    /// else that message.
+    fn take_due(&mut self, first_due: Option<Instant>, retry_due: Option<Instant>) -> Option<Job> {
+        match (first_due, retry_due) {
+            (_, Some(r)) if first_due.is_none_or(|f| r < f) => {
+                let Reverse((_, id)) = self.retries.pop()?;
+                self.retry_jobs.remove(&id)
+            }
+            _ => {
+                let job = Job {
+                    id: self.next_id,
+                    index: self.next,
+                    attempt: 1,
+                    scheduled: self.sched.at(self.next),
+                };
+                self.next_id += 1;
+                self.next += 1;
+                Some(job)
+            }
+        }
+    }
+
+    /// After a stop: what was never released (the rest of the schedule, pending retries) is
+    /// recorded `interrupted`.
+    async fn record_unreleased(&mut self) -> Result<(), SendError> {
+        for i in self.next..self.info.burst.count {
+            let job = Job {
+                id: u64::MAX,
+                index: i,
+                attempt: 1,
+                scheduled: self.sched.at(i),
+            };
+            let rec = interrupted(
+                self.ctx,
+                &self.info,
+                &job,
+                "run interrupted before this attempt was sent",
+            );
+            self.write(rec, true).await?;
+        }
+        while let Some(Reverse((_, id))) = self.retries.pop() {
+            if let Some(job) = self.retry_jobs.remove(&id) {
+                let rec = interrupted(
+                    self.ctx,
+                    &self.info,
+                    &job,
+                    "run interrupted before this retry was sent",
+                );
+                self.write(rec, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets the workers finish what they hold (with a grace period after a stop, then a hard
+    /// stop), recording each attempt, until every worker has gone.
+    async fn drain(
+        &mut self,
+        done_rx: &mut DoneRx,
+        hard: &CancelToken,
+        cancel: &CancelToken,
+    ) -> Result<(), SendError> {
+        let grace_end = Instant::now() + self.ctx.cancel_grace;
+        loop {
+            tokio::select! {
+                biased;
+                d = done_rx.recv() => match d {
+                    Some((id, rec)) => self.done(id, rec).await?,
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(grace_end.into()), if self.cancelled && !hard.is_cancelled() => {
+                    hard.cancel();
+                }
+                _ = cancel.cancelled(), if !self.cancelled => { self.cancelled = true; }
+            }
+        }
+        Ok(())
+    }
+
+    /// Released but never finished (left in the queue, or a worker died): still one record each.
+    async fn record_left(&mut self) -> Result<(), SendError> {
+        let mut left: Vec<Job> = self.outstanding.drain().map(|(_, j)| j).collect();
+        left.sort_by_key(|j| j.id);
+        for job in left {
+            let why = if self.cancelled {
+                "run interrupted before this attempt was sent"
+            } else {
+                "the sender task failed before finishing this attempt"
+            };
+            let rec = interrupted(self.ctx, &self.info, &job, why);
+            self.write(rec, job.attempt == 1).await?;
+        }
+        Ok(())
+    }
+
+    /// What the burst did: counts, achieved rate, lateness percentiles.
+    fn summary(mut self) -> BurstSummary {
+        let mut lat = std::mem::take(&mut self.lateness);
+        let p50 = percentile(&mut lat, 50.0);
+        let p99 = percentile(&mut lat, 99.0);
+        let max = lat.last().copied();
+        let send_rate = match (self.first_start, self.last_start) {
+            (Some(a), Some(b)) if b > a && lat.len() > 1 => {
+                Some((lat.len() - 1) as f64 / b.duration_since(a).as_secs_f64())
+            }
+            _ => None,
+        };
+        BurstSummary {
+            burst: self.info.burst.id.clone(),
+            planned: self.info.burst.count,
+            records: self.records,
+            started: lat.len() as u64,
+            retries: self.retried,
+            by_outcome: self.by_outcome,
+            connections: self.connections.len() as u64,
+            duration_secs: match (self.first_start, self.last_finish) {
+                (Some(a), Some(b)) if b > a => b.duration_since(a).as_secs_f64(),
+                _ => 0.0,
+            },
+            send_rate_per_sec: send_rate,
+            lateness_p50_ms: p50,
+            lateness_p99_ms: p99,
+            lateness_max_ms: max,
+            interrupted: self.cancelled,
+        }
+    }
+
     /// A worker finished job `id`.
     async fn done(&mut self, id: u64, rec: AttemptRecord) -> Result<(), SendError> {
         let Some(job) = self.outstanding.remove(&id) else {
