@@ -296,3 +296,315 @@ pub(super) fn version_rank(v: &str) -> (u8, u8) {
         .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
         .unwrap_or((0, 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::fixtures::{attempt, cell, observation};
+    use crate::record::ObservationStatus::{Anomaly, Found, Missing};
+
+    #[test]
+    fn a_message_s_attempts_are_grouped_first_attempt_first() {
+        let records = vec![
+            attempt("m2", 1, OutcomeClass::Accepted, 5.0),
+            attempt("m1", 2, OutcomeClass::Accepted, 9.0),
+            attempt("m1", 1, OutcomeClass::Throttled, 1.0),
+        ];
+        let by = attempts_by_message(&records);
+        assert_eq!(by.keys().copied().collect::<Vec<_>>(), ["m1", "m2"]);
+        let m1: Vec<u32> = by["m1"].iter().map(|a| a.attempt).collect();
+        assert_eq!(m1, [1, 2]);
+    }
+
+    #[test]
+    fn the_first_attempt_decides_the_outcome_and_retries_are_counted_apart() {
+        let mut c = cell();
+        let mut first = attempt("m", 1, OutcomeClass::Throttled, 0.0);
+        first.token = Some("AS761".into());
+        let second = attempt("m", 2, OutcomeClass::Deferred, 10.0);
+        let third = attempt("m", 3, OutcomeClass::Accepted, 20.0);
+        count_attempts(&mut c, &[&first, &second, &third]);
+        assert_eq!((c.sent, c.throttled, c.accepted, c.deferred), (1, 1, 0, 0));
+        assert_eq!((c.retries, c.accepted_after_retry), (2, 1));
+        assert_eq!(c.accepted_in_the_end(), 1);
+        assert_eq!(c.tokens["AS761"], 1);
+        assert_eq!(c.tls_versions["1.3"], 1);
+    }
+
+    #[test]
+    fn every_outcome_class_lands_in_its_own_count_and_failures_share_one() {
+        let mut c = cell();
+        for o in OutcomeClass::ALL {
+            let mut a = attempt("m", 1, o, 0.0);
+            a.tls = None;
+            count_attempts(&mut c, &[&a]);
+        }
+        assert_eq!(c.sent, OutcomeClass::ALL.len() as u64);
+        assert_eq!(c.failed, 4, "TLS, connect, timeout and protocol failures");
+        for o in [
+            OutcomeClass::Accepted,
+            OutcomeClass::Throttled,
+            OutcomeClass::RateLimited,
+            OutcomeClass::Deferred,
+            OutcomeClass::TlsRequired,
+            OutcomeClass::Rejected,
+            OutcomeClass::Interrupted,
+        ] {
+            assert_eq!(c.outcome_count(o), 1, "{o}");
+        }
+        assert_eq!(c.outcome_count(OutcomeClass::Timeout), 4);
+        assert_eq!(c.tls_versions["none"], c.sent, "no TLS is counted as none");
+        assert_eq!((c.retries, c.accepted_after_retry), (0, 0));
+    }
+
+    #[test]
+    fn an_accepted_message_with_no_observation_is_missing_only_when_the_run_was_observed() {
+        let mut c = cell();
+        assert_eq!(count_delivery(&mut c, None, true), None);
+        assert_eq!((c.missing, c.delivered), (1, 0));
+        let mut c = cell();
+        assert_eq!(count_delivery(&mut c, None, false), None);
+        assert_eq!((c.missing, c.delivered), (0, 0));
+    }
+
+    #[test]
+    fn one_missing_copy_makes_the_message_missing() {
+        let found = observation("m#1", "a", Found, Some(FolderKind::Inbox), Some(50.0));
+        let missing = observation("m#1", "b", Missing, None, None);
+        let mut c = cell();
+        assert_eq!(
+            count_delivery(&mut c, Some(&[&found, &missing]), true),
+            None
+        );
+        assert_eq!((c.missing, c.delivered, c.inbox), (1, 0, 0));
+    }
+
+    #[test]
+    fn one_copy_in_junk_puts_the_message_in_junk_and_the_last_copy_gives_the_latency() {
+        let inbox = observation("m#1", "a", Found, Some(FolderKind::Inbox), Some(900.0));
+        let junk = observation("m#1", "b", Found, Some(FolderKind::Junk), Some(300.0));
+        let mut c = cell();
+        assert_eq!(
+            count_delivery(&mut c, Some(&[&inbox, &junk]), true),
+            Some(900.0)
+        );
+        assert_eq!((c.delivered, c.junk, c.inbox, c.missing), (1, 1, 0, 0));
+        let mut c = cell();
+        assert_eq!(count_delivery(&mut c, Some(&[&inbox]), true), Some(900.0));
+        assert_eq!((c.delivered, c.junk, c.inbox), (1, 0, 1));
+        // Found without a known latency: delivered, but no latency sample.
+        let no_latency = observation("m#1", "a", Found, Some(FolderKind::Inbox), None);
+        assert_eq!(count_delivery(&mut c, Some(&[&no_latency]), true), None);
+        assert_eq!(c.delivered, 2);
+    }
+
+    #[test]
+    fn copies_that_are_neither_found_nor_missing_count_nowhere() {
+        let odd = observation("m#1", "a", Anomaly, None, None);
+        let mut c = cell();
+        assert_eq!(count_delivery(&mut c, Some(&[&odd]), true), None);
+        assert_eq!((c.delivered, c.missing), (0, 0));
+    }
+
+    fn plan() -> Plan {
+        let scn = crate::scenario::load_scenario(std::path::Path::new(
+            "scenarios/connector-before-after.toml",
+        ))
+        .unwrap();
+        let tgt = crate::scenario::load_target(None).unwrap();
+        crate::scenario::build_plan(&scn, &tgt).unwrap()
+    }
+
+    #[test]
+    fn the_matrix_has_one_cell_per_phase_sender_and_tls_in_plan_order() {
+        let plan = plan();
+        let m = Matrix::from_plan(&plan, false);
+        let mut keys = Vec::new();
+        for p in &plan.phases {
+            for b in &p.bursts {
+                if !keys.contains(&(p.name.clone(), b.sender.clone(), b.tls)) {
+                    keys.push((p.name.clone(), b.sender.clone(), b.tls));
+                }
+            }
+        }
+        let got: Vec<_> = m
+            .cells
+            .iter()
+            .map(|c| (c.phase.clone(), c.sender.clone(), c.tls))
+            .collect();
+        assert_eq!(got, keys);
+        assert!(m.cells.iter().all(|c| !c.observed && c.sent == 0));
+        assert_eq!(m.position("before", "primary", TlsMode::None), Some(0));
+        assert_eq!(m.get("before", "nobody", TlsMode::None), None);
+    }
+
+    #[test]
+    fn counting_leaves_out_probes_and_counts_unsent_messages_apart() {
+        let plan = plan();
+        let mut m = Matrix::from_plan(&plan, true);
+        let cell_of = |a: &mut AttemptRecord| {
+            a.phase = "before".into();
+            a.sender = "primary".into();
+            a.tls_mode = TlsMode::None;
+        };
+        let mut sent = attempt("m1", 1, OutcomeClass::Accepted, 1500.0);
+        cell_of(&mut sent);
+        let mut never = attempt("m2", 1, OutcomeClass::Interrupted, 1600.0);
+        cell_of(&mut never);
+        never.transcript.clear();
+        let mut probe = attempt("probe", 1, OutcomeClass::Accepted, 1700.0);
+        cell_of(&mut probe);
+        probe.phase = "before~probe".into();
+        let attempts = vec![sent, never, probe];
+        let obs = vec![observation(
+            "m1#1",
+            "a",
+            Found,
+            Some(FolderKind::Inbox),
+            Some(40.0),
+        )];
+        let start = BTreeMap::from([("before", 1000.0)]);
+        let counted = count_messages(&mut m, &attempts, &obs, true, &start);
+        let c = m.get("before", "primary", TlsMode::None).unwrap();
+        assert_eq!((c.sent, c.unsent, c.accepted, c.delivered), (1, 1, 1, 1));
+        assert_eq!(
+            m.cells.iter().map(|c| c.sent).sum::<u64>(),
+            1,
+            "probe left out"
+        );
+        assert_eq!(counted.timeline.len(), 1);
+        assert_eq!(
+            counted.timeline[0].t_ms, 500.0,
+            "ms since the phase started"
+        );
+        assert_eq!(counted.latencies, [40.0]);
+        assert_eq!(counted.samples[0].latencies, [40.0]);
+        assert_eq!(counted.samples[0].firsts.len(), 1);
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), Some(10.0));
+        assert_eq!(percentile(&v, 95.0), Some(19.0));
+        assert_eq!(percentile(&v, 100.0), Some(20.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_eq!(percentile(&[7.0], 95.0), Some(7.0));
+        assert_eq!(percentile(&[1.0, 2.0], 50.0), Some(1.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn tls_versions_order_numerically_and_none_lowest() {
+        assert_eq!(version_rank("1.2"), (1, 2));
+        assert!(version_rank("1.10") > version_rank("1.3"));
+        assert_eq!(version_rank("none"), (0, 0));
+        assert_eq!(version_rank("SSLv3"), (0, 0));
+    }
+
+    /// First attempts at the given (start ms, outcome), indexed in order.
+    fn firsts(spec: &[(f64, OutcomeClass)]) -> Vec<AttemptRecord> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, &(t, o))| {
+                let mut a = attempt(&format!("m{i}"), 1, o, t);
+                a.index = i as u32;
+                a
+            })
+            .collect()
+    }
+
+    #[test]
+    fn onset_is_the_first_throttled_message_with_the_accepted_before_it() {
+        use OutcomeClass::*;
+        let v = firsts(&[
+            (1000.0, Accepted),
+            (1500.0, Deferred),
+            (2000.0, Accepted),
+            (3250.0, Throttled),
+            (4000.0, Accepted),
+            (5000.0, Throttled),
+        ]);
+        let refs: Vec<&AttemptRecord> = v.iter().collect();
+        let (pos, onset) = throttle_onset(&refs, 1000.0).unwrap();
+        assert_eq!(pos, 3);
+        assert_eq!(
+            onset,
+            Onset {
+                index: 3,
+                after_s: 2.25,
+                accepted_before: 2
+            }
+        );
+        let none = firsts(&[(0.0, Accepted), (1.0, Rejected)]);
+        assert!(throttle_onset(&none.iter().collect::<Vec<_>>(), 0.0).is_none());
+    }
+
+    #[test]
+    fn accepted_rate_needs_two_accepted_messages_and_a_time_span() {
+        use OutcomeClass::*;
+        // Three accepted from 0 to 29 900 + 100 ms: 6 a minute.
+        let v = firsts(&[
+            (0.0, Accepted),
+            (10_000.0, Throttled),
+            (15_000.0, Accepted),
+            (29_900.0, Accepted),
+        ]);
+        let refs: Vec<&AttemptRecord> = v.iter().collect();
+        assert_eq!(accepted_rate_per_min(&refs), Some(6.0));
+        assert_eq!(accepted_rate_per_min(&refs[..2]), None, "one accepted");
+        assert_eq!(accepted_rate_per_min(&[]), None);
+        let mut same = firsts(&[(0.0, Accepted), (0.0, Accepted)]);
+        for a in &mut same {
+            a.finished_ms = 0.0;
+        }
+        assert_eq!(
+            accepted_rate_per_min(&same.iter().collect::<Vec<_>>()),
+            None,
+            "no span"
+        );
+    }
+
+    #[test]
+    fn a_finished_cell_has_percentiles_lowest_tls_onset_and_the_rate_before_onset() {
+        use OutcomeClass::*;
+        let mut c = cell();
+        c.tls_versions = BTreeMap::from([("1.2".into(), 3), ("1.3".into(), 1)]);
+        // Out of send order on purpose: finish_cell sorts by start, then index.
+        let v = firsts(&[
+            (60_000.0, Accepted),
+            (3_000.0, Throttled),
+            (0.0, Accepted),
+            (2_900.0, Accepted),
+        ]);
+        let samples = CellSamples {
+            latencies: vec![300.0, 100.0, 200.0],
+            firsts: v.iter().collect(),
+        };
+        finish_cell(&mut c, samples, 0.0);
+        assert_eq!(c.latency_p50_ms, Some(200.0));
+        assert_eq!(c.latency_p95_ms, Some(300.0));
+        assert_eq!(c.latency_max_ms, Some(300.0));
+        assert_eq!(c.min_tls_version.as_deref(), Some("1.2"));
+        let onset = c.throttle_onset.clone().unwrap();
+        assert_eq!(
+            (onset.index, onset.after_s, onset.accepted_before),
+            (1, 3.0, 2)
+        );
+        // Two accepted before the onset, from 0 to 3 000 ms: 40 a minute; the later one is left out.
+        assert_eq!(c.accepted_rate_per_min, Some(40.0));
+
+        let mut c = cell();
+        c.tls_versions = BTreeMap::from([("1.3".into(), 2), ("none".into(), 1)]);
+        finish_cell(&mut c, CellSamples::default(), 0.0);
+        assert_eq!(c.min_tls_version.as_deref(), Some("none"));
+        assert_eq!(
+            (
+                c.latency_p50_ms,
+                c.throttle_onset.clone(),
+                c.accepted_rate_per_min
+            ),
+            (None, None, None)
+        );
+    }
+}

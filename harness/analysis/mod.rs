@@ -635,3 +635,361 @@ fn summarize(v: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// Records and cells for the unit tests of analysis and its submodules.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::record::*;
+    use crate::vocab::{OutcomeClass, TlsMode};
+
+    use super::CellStats;
+
+    /// An attempt of message `seq` in cell p/s/starttls, at `started_ms`, over TLS 1.3, whose MAIL
+    /// FROM was accepted; tests change the fields they care about.
+    pub fn attempt(
+        seq: &str,
+        attempt: u32,
+        outcome: OutcomeClass,
+        started_ms: f64,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            schema: RECORD_SCHEMA,
+            run_id: "r".into(),
+            seq: seq.into(),
+            attempt_id: format!("{seq}#{attempt}"),
+            attempt,
+            retry_of: (attempt > 1).then(|| format!("{seq}#{}", attempt - 1)),
+            phase: "p".into(),
+            burst: "b".into(),
+            index: 0,
+            sender: "s".into(),
+            source_ip: "192.0.2.1".parse().unwrap(),
+            destination: "127.0.0.1:25".into(),
+            tls_mode: TlsMode::Starttls,
+            tls: Some(TlsInfo {
+                version: "1.3".into(),
+                cipher: "TLS13_AES_128_GCM_SHA256".into(),
+                peer_subject: None,
+                peer_sans: Vec::new(),
+                peer_not_after: None,
+                verification: CertVerification::Valid,
+            }),
+            message_id: format!("<{seq}@test>"),
+            recipients: vec!["qa@contoso.example".into()],
+            size: 1000,
+            connection: 1,
+            connection_seq: 1,
+            scheduled_at: Default::default(),
+            scheduled_ms: started_ms,
+            started_at: Default::default(),
+            started_ms,
+            finished_at: Default::default(),
+            finished_ms: started_ms + 100.0,
+            transcript: vec![Exchange {
+                stage: Stage::Mail,
+                command: Some("MAIL FROM:<h@x>".into()),
+                code: Some(250),
+                enhanced: None,
+                lines: vec!["OK".into()],
+                elapsed_ms: 1.0,
+                at_ms: started_ms,
+            }],
+            outcome,
+            reply: None,
+            token: None,
+            queue_id: None,
+            error: None,
+        }
+    }
+
+    /// An observation of `attempt_id`'s copy in `mailbox`.
+    pub fn observation(
+        attempt_id: &str,
+        mailbox: &str,
+        status: ObservationStatus,
+        folder: Option<FolderKind>,
+        latency_ms: Option<f64>,
+    ) -> ObservationRecord {
+        ObservationRecord {
+            schema: RECORD_SCHEMA,
+            run_id: "r".into(),
+            seq: None,
+            attempt_id: Some(attempt_id.into()),
+            message_id: None,
+            mailbox: mailbox.into(),
+            status,
+            folder,
+            folder_name: None,
+            uidvalidity: None,
+            uid: None,
+            internal_date: None,
+            accepted_at: None,
+            latency_ms,
+            evidence: Evidence::default(),
+            observed_at: Default::default(),
+        }
+    }
+
+    /// An empty, observed cell p/s/starttls.
+    pub fn cell() -> CellStats {
+        CellStats::empty("p", "s", "192.0.2.1".into(), TlsMode::Starttls, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{attempt, cell};
+    use super::*;
+    use crate::record::{DecidingReply, Stage};
+
+    fn plan() -> Plan {
+        let scn = crate::scenario::load_scenario(std::path::Path::new(
+            "scenarios/connector-before-after.toml",
+        ))
+        .unwrap();
+        let tgt = crate::scenario::load_target(None).unwrap();
+        crate::scenario::build_plan(&scn, &tgt).unwrap()
+    }
+
+    fn cell_in(
+        phase: &str,
+        sender: &str,
+        tls: TlsMode,
+        sent: u64,
+        throttled: u64,
+        accepted: u64,
+    ) -> CellStats {
+        let mut c = cell();
+        c.phase = phase.into();
+        c.sender = sender.into();
+        c.tls = tls;
+        (c.sent, c.throttled, c.accepted) = (sent, throttled, accepted);
+        c
+    }
+
+    #[test]
+    fn deltas_compare_each_cell_across_a_change_step_with_rounded_rates() {
+        let plan = plan();
+        assert!(
+            plan.phases[1].change.is_some(),
+            "the scenario changes the connector before `after`"
+        );
+        let cells = vec![
+            cell_in("before", "primary", TlsMode::Starttls, 3, 2, 1),
+            cell_in("before", "secondary", TlsMode::Starttls, 12, 12, 0),
+            cell_in("before", "primary", TlsMode::None, 12, 7, 5),
+            cell_in("after", "primary", TlsMode::Starttls, 12, 0, 12),
+            // The same sender with another TLS mode is another cell.
+            cell_in("after", "secondary", TlsMode::None, 6, 0, 0),
+        ];
+        let d = deltas(&plan, &cells);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            d[0],
+            Delta {
+                sender: "primary".into(),
+                tls: TlsMode::Starttls,
+                before: "before".into(),
+                after: "after".into(),
+                throttle_rate_before: 0.667,
+                throttle_rate_after: 0.0,
+                accepted_rate_before: 0.333,
+                accepted_rate_after: 1.0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_side_that_sent_nothing_has_no_delta() {
+        let plan = plan();
+        for (b, a) in [(0, 12), (12, 0)] {
+            let cells = vec![
+                cell_in("before", "primary", TlsMode::Starttls, b, 0, b),
+                cell_in("after", "primary", TlsMode::Starttls, a, 0, a),
+            ];
+            assert!(
+                deltas(&plan, &cells).is_empty(),
+                "sent {b} before, {a} after"
+            );
+        }
+    }
+
+    #[test]
+    fn phases_without_a_change_step_between_them_have_no_delta() {
+        let mut plan = plan();
+        plan.phases[1].change = None;
+        let cells = vec![
+            cell_in("before", "primary", TlsMode::Starttls, 12, 12, 0),
+            cell_in("after", "primary", TlsMode::Starttls, 12, 0, 12),
+        ];
+        assert!(deltas(&plan, &cells).is_empty());
+    }
+
+    #[test]
+    fn rate_over_nothing_is_zero() {
+        assert_eq!(rate(3, 0), 0.0);
+        assert_eq!(rate(1, 4), 0.25);
+    }
+
+    fn replied(
+        seq: &str,
+        ip: &str,
+        outcome: OutcomeClass,
+        code: u16,
+        enhanced: &str,
+        text: &str,
+    ) -> AttemptRecord {
+        let mut a = attempt(seq, 1, outcome, 0.0);
+        a.source_ip = ip.parse().unwrap();
+        a.reply = Some(DecidingReply {
+            stage: Stage::Rcpt,
+            code,
+            enhanced: Some(enhanced.into()),
+            text: text.into(),
+        });
+        a.token = crate::reply::extract_token(text);
+        a
+    }
+
+    #[test]
+    fn replies_are_grouped_by_code_and_token_and_explained() {
+        let busy = "Server busy. Please try again later from [192.0.2.1]. (AS761)";
+        let attempts = vec![
+            replied(
+                "m1",
+                "192.0.2.2",
+                OutcomeClass::Throttled,
+                451,
+                "4.7.500",
+                busy,
+            ),
+            replied(
+                "m2",
+                "192.0.2.1",
+                OutcomeClass::Throttled,
+                451,
+                "4.7.500",
+                busy,
+            ),
+            replied(
+                "m3",
+                "192.0.2.2",
+                OutcomeClass::Throttled,
+                451,
+                "4.7.500",
+                busy,
+            ),
+            replied(
+                "m4",
+                "192.0.2.1",
+                OutcomeClass::Accepted,
+                250,
+                "2.6.0",
+                "Queued mail for delivery",
+            ),
+            replied(
+                "m5",
+                "192.0.2.1",
+                OutcomeClass::Rejected,
+                554,
+                "5.9.9",
+                "Totally unknown thing",
+            ),
+            replied(
+                "m6",
+                "192.0.2.1",
+                OutcomeClass::Rejected,
+                550,
+                "5.7.606",
+                "Access denied, banned sending IP [192.0.2.1]",
+            ),
+            attempt("m7", 1, OutcomeClass::ConnectFailure, 0.0), // no reply at all
+        ];
+        let g = reply_groups(&attempts);
+        // Most frequent first, then by code; 2xx and reply-less attempts left out.
+        let order: Vec<(u16, u64)> = g.iter().map(|g| (g.code, g.count)).collect();
+        assert_eq!(order, [(451, 3), (550, 1), (554, 1)]);
+        let throttling = &g[0];
+        assert_eq!(throttling.token.as_deref(), Some("AS761"));
+        assert_eq!(
+            throttling.source_ips,
+            ["192.0.2.1", "192.0.2.2"],
+            "once each, sorted"
+        );
+        assert_eq!(throttling.family.as_deref(), Some("ip-throttling"));
+        assert_eq!(throttling.connector, Some(reply::ConnectorAnswer::Helps));
+        assert!(throttling.meaning.is_some() && throttling.action.is_some());
+        assert!(
+            throttling.sample.contains("451 4.7.500 Server busy"),
+            "{}",
+            throttling.sample
+        );
+        assert_eq!(g[1].family.as_deref(), Some("banned-ip"));
+        // An unknown code has neither meaning nor action to offer.
+        assert_eq!((g[2].meaning.as_ref(), g[2].action.as_ref()), (None, None));
+    }
+
+    fn traced(ip: &str, decision: &str, message_id: Option<&str>) -> TraceEntry {
+        TraceEntry {
+            source_ip: ip.into(),
+            decision: decision.into(),
+            message_id: message_id.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_trace_agrees_when_accepted_ids_and_refusals_per_ip_match() {
+        let ok = attempt("m1", 1, OutcomeClass::Accepted, 0.0);
+        let throttled = attempt("m2", 1, OutcomeClass::Throttled, 0.0);
+        let trace = vec![
+            traced("192.0.2.1", "throttled", None),
+            traced("192.0.2.1", "accepted", Some("<m1@test>")),
+            traced("192.0.2.1", "abandoned", None),
+        ];
+        let t = cross_check(&[ok, throttled], &trace);
+        assert_eq!(
+            t,
+            TraceCheck {
+                agreed: true,
+                accepted_matched: 1,
+                refused_compared: 1,
+                mismatches: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn the_trace_disagrees_on_a_lost_acceptance_or_another_count_of_refusals() {
+        let ok = attempt("m1", 1, OutcomeClass::Accepted, 0.0);
+        let mut tls = attempt("m2", 1, OutcomeClass::TlsRequired, 0.0);
+        tls.source_ip = "192.0.2.9".parse().unwrap();
+        // Refused before MAIL FROM was accepted: not a transaction the trace records.
+        let mut early = attempt("m3", 1, OutcomeClass::Rejected, 0.0);
+        early.transcript.clear();
+        let trace = vec![
+            traced("192.0.2.1", "accepted", Some("<other@test>")),
+            traced("192.0.2.9", "tls_required", None),
+            traced("192.0.2.9", "tls_required", None),
+        ];
+        let t = cross_check(&[ok, tls, early], &trace);
+        assert!(!t.agreed);
+        assert_eq!((t.accepted_matched, t.refused_compared), (0, 1));
+        assert_eq!(
+            t.mismatches,
+            [
+                "accepted <m1@test> has no accepted trace record",
+                "trace accepted <other@test>, but no attempt record says accepted",
+                "192.0.2.9: attempts record 1 refused transactions (tls-required 1), the trace 2 (tls-required 2)",
+            ]
+        );
+    }
+
+    #[test]
+    fn summarize_counts_each_class_in_name_order() {
+        let v: Vec<String> = ["throttled", "deferred", "throttled"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(summarize(&v), "deferred 1, throttled 2");
+        assert_eq!(summarize(&[]), "");
+    }
+}
