@@ -536,6 +536,16 @@ mod tests {
                 accepted_before: 2
             }
         );
+        // Started in the same millisecond: the burst's index decides which came first.
+        let mut tie = firsts(&[(0.0, Accepted), (0.0, Throttled), (0.0, Throttled)]);
+        tie.swap(1, 2);
+        let mut c = cell();
+        let samples = CellSamples {
+            latencies: Vec::new(),
+            firsts: tie.iter().collect(),
+        };
+        finish_cell(&mut c, samples, 0.0);
+        assert_eq!(c.throttle_onset.map(|o| o.index), Some(1));
         let none = firsts(&[(0.0, Accepted), (1.0, Rejected)]);
         assert!(throttle_onset(&none.iter().collect::<Vec<_>>(), 0.0).is_none());
     }

@@ -340,6 +340,12 @@ mod tests {
         c.delivered = 0;
         let j = judged("junk_rate <= 0.05", &c);
         assert_eq!(j, Judgement::unmeasured("no delivered message to measure"));
+        // Accepted only after retrying, and not delivered: still something to measure against.
+        (c.accepted, c.accepted_after_retry) = (0, 1);
+        assert_eq!(
+            judged("junk_rate <= 0.05", &c),
+            Judgement::unmeasured("no delivered message to measure")
+        );
         // Nothing accepted, not even after retrying.
         (c.accepted, c.accepted_after_retry) = (0, 0);
         assert_eq!(

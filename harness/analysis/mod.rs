@@ -896,6 +896,14 @@ mod tests {
                 "Totally unknown thing",
             ),
             replied(
+                "m5b",
+                "192.0.2.1",
+                OutcomeClass::Rejected,
+                554,
+                "5.9.9",
+                "Totally unknown thing",
+            ),
+            replied(
                 "m6",
                 "192.0.2.1",
                 OutcomeClass::Rejected,
@@ -908,7 +916,7 @@ mod tests {
         let g = reply_groups(&attempts);
         // Most frequent first, then by code; 2xx and reply-less attempts left out.
         let order: Vec<(u16, u64)> = g.iter().map(|g| (g.code, g.count)).collect();
-        assert_eq!(order, [(451, 3), (550, 1), (554, 1)]);
+        assert_eq!(order, [(451, 3), (554, 2), (550, 1)]);
         let throttling = &g[0];
         assert_eq!(throttling.token.as_deref(), Some("AS761"));
         assert_eq!(
@@ -924,9 +932,9 @@ mod tests {
             "{}",
             throttling.sample
         );
-        assert_eq!(g[1].family.as_deref(), Some("banned-ip"));
+        assert_eq!(g[2].family.as_deref(), Some("banned-ip"));
         // An unknown code has neither meaning nor action to offer.
-        assert_eq!((g[2].meaning.as_ref(), g[2].action.as_ref()), (None, None));
+        assert_eq!((g[1].meaning.as_ref(), g[1].action.as_ref()), (None, None));
     }
 
     fn traced(ip: &str, decision: &str, message_id: Option<&str>) -> TraceEntry {
@@ -963,9 +971,9 @@ mod tests {
         let ok = attempt("m1", 1, OutcomeClass::Accepted, 0.0);
         let mut tls = attempt("m2", 1, OutcomeClass::TlsRequired, 0.0);
         tls.source_ip = "192.0.2.9".parse().unwrap();
-        // Refused before MAIL FROM was accepted: not a transaction the trace records.
+        // Refused at MAIL FROM: not a transaction the trace records.
         let mut early = attempt("m3", 1, OutcomeClass::Rejected, 0.0);
-        early.transcript.clear();
+        early.transcript[0].code = Some(550);
         let trace = vec![
             traced("192.0.2.1", "accepted", Some("<other@test>")),
             traced("192.0.2.9", "tls_required", None),
