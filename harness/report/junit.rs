@@ -105,3 +105,53 @@ fn testcase(o: &mut String, class: &str, name: &str, failure: Option<Failure>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::model::tests::golden;
+
+    #[test]
+    fn a_passing_run_has_a_case_per_expectation_plus_the_run_and_the_trace() {
+        let x = render_junit(&ReportModel::from(&golden()));
+        assert!(
+            x.contains("<testsuites name=\"mailharness\" tests=\"20\" failures=\"0\">"),
+            "{x}"
+        );
+        assert_eq!(x.matches("<testcase ").count(), 20);
+        assert!(!x.contains("<failure"));
+        assert!(x.contains("<testcase classname=\"connector-before-after.trace\" name=\"attempts agree with the simulator's message trace\"/>"));
+        assert!(x.ends_with("  </testsuite>\n</testsuites>\n"));
+    }
+
+    #[test]
+    fn the_run_the_expectations_and_the_trace_each_fail_on_their_own() {
+        let mut s = golden();
+        s.scenario = "a\"b&c".into();
+        s.interrupted = true;
+        s.record_problems = vec!["attempts.jsonl:9: <cut> short".into()];
+        s.expectations[0].passed = false;
+        let t = s.trace_check.as_mut().unwrap();
+        t.agreed = false;
+        t.mismatches = vec!["x".into(), "y".into()];
+        let x = render_junit(&ReportModel::from(&s));
+        assert!(x.contains("tests=\"20\" failures=\"3\""), "{x}");
+        assert!(x.contains("<testcase classname=\"a&quot;b&amp;c.run\" name=\"the run completed with intact records\">\n      <failure message=\"the run was interrupted\">the run was interrupted\nattempts.jsonl:9: &lt;cut&gt; short</failure>\n    </testcase>\n"), "{x}");
+        let v = &s.expectations[0];
+        assert!(
+            x.contains(&format!(
+                "<failure message=\"{} failed: actual {}\">{}/{}/{}: {} — {}</failure>",
+                esc(&v.check),
+                esc(&v.actual),
+                v.phase,
+                v.sender,
+                v.tls,
+                esc(&v.check),
+                esc(&v.detail)
+            )),
+            "{x}"
+        );
+        assert!(x.contains("<failure message=\"2 mismatches\">x\ny</failure>"));
+        assert_eq!(x.matches("<failure").count(), 3);
+    }
+}

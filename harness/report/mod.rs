@@ -56,3 +56,64 @@ pub fn xml_escape(s: &str) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::model::tests::golden;
+    use super::*;
+
+    #[test]
+    fn markdown_and_html_show_the_same_figures() {
+        let mut s = golden();
+        s.cells[1].observed = false;
+        s.expectations[2].passed = false;
+        let m = ReportModel::from(&s);
+        let (md, html) = (render_markdown(&m), render_html(&m));
+        for r in &m.matrix {
+            for shown in [
+                format!("{} ({})", r.accepted.0, r.accepted.1),
+                format!("{} ({})", r.throttled.0, r.throttled.1),
+                r.p50.clone(),
+                r.onset.clone(),
+            ] {
+                assert!(
+                    md.contains(&shown) && html.contains(&xml_escape(&shown)),
+                    "{shown}"
+                );
+            }
+        }
+        assert!(md.contains("| before | secondary | 127.0.0.3 | none | 12 | 5 (42%) | 7 (58%) | 0 | 0 | 0 | – | – | – | – |"), "{md}");
+        for step in &m.next_steps {
+            assert!(
+                md.contains(&format!("- {step}\n"))
+                    && html.contains(&format!("<li>{}</li>", xml_escape(step))),
+                "{step}"
+            );
+        }
+        assert!(m.next_steps[0].starts_with("1 expectation(s) failed"));
+        assert!(md.contains("**FAIL**") && html.contains("<b>FAIL</b>"));
+        assert!(md.starts_with(
+            "# mailharness run `connector-before-after-20261202T184834Z-1983`: PASS\n"
+        ));
+    }
+
+    #[test]
+    fn outside_text_cannot_become_markup() {
+        let mut s = golden();
+        s.error = Some("<script>alert(1)</script> & \u{7}".into());
+        s.replies[0].sample = "451 `tick` <b>".into();
+        let m = ReportModel::from(&s);
+        let md = render_markdown(&m);
+        assert!(
+            md.contains("- Error: &lt;script&gt;alert(1)&lt;/script&gt; &amp; \\x07\n"),
+            "{md}"
+        );
+        assert!(md.contains("`451 'tick' <b>`"), "{md}");
+        let html = render_html(&m);
+        assert!(
+            html.contains("<p><b>Error:</b> &lt;script&gt;alert(1)&lt;/script&gt; &amp; </p>"),
+            "{html}"
+        );
+        assert!(html.contains("<code>451 `tick` &lt;b&gt;</code>"));
+    }
+}

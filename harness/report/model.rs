@@ -562,3 +562,260 @@ fn latency_histogram(latencies_ms: &[f64]) -> LatencyHistogram {
         counts,
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::analysis::{Onset, TimelinePoint};
+
+    /// The summary of the committed golden run (tests/data/golden/main-run).
+    pub fn golden() -> Summary {
+        serde_json::from_str(include_str!(
+            "../../tests/data/golden/main-run/summary.json"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn matrix_rows_show_shares_dashes_and_latencies_the_same_way_everywhere() {
+        let s = golden();
+        let m = ReportModel::from(&s);
+        let r = &m.matrix[0];
+        assert_eq!(
+            (r.phase.as_str(), r.sender.as_str(), r.tls),
+            ("before", "primary", TlsMode::None)
+        );
+        assert_eq!(r.accepted, (5, "42%".to_string()));
+        assert_eq!(r.throttled, (7, "58%".to_string()));
+        assert_eq!((r.p50.as_str(), r.p95.as_str()), ("639ms", "640ms"));
+        assert_eq!(
+            (r.min_tls.as_str(), r.onset.as_str()),
+            ("none", "#5 at 1.0s")
+        );
+        assert_eq!(m.matrix.len(), s.cells.len());
+
+        let mut c = s.cells[0].clone();
+        (c.sent, c.accepted, c.throttled) = (0, 0, 0);
+        (c.deferred, c.rate_limited, c.failed, c.interrupted) = (1, 2, 3, 4);
+        c.observed = false;
+        (c.latency_p50_ms, c.latency_p95_ms) = (Some(9_999.4), Some(10_000.0));
+        c.min_tls_version = None;
+        c.throttle_onset = Some(Onset {
+            index: 12,
+            after_s: 0.26,
+            accepted_before: 0,
+        });
+        let r = matrix_row(&c);
+        assert_eq!(
+            (r.accepted.1.as_str(), r.throttled.1.as_str()),
+            ("–", "–"),
+            "no share of nothing"
+        );
+        assert_eq!(
+            r.other, 10,
+            "deferred, rate limited, failed and interrupted"
+        );
+        assert_eq!(
+            [&r.delivered, &r.inbox, &r.junk, &r.missing],
+            ["–"; 4],
+            "unobserved is unknown, not 0"
+        );
+        assert_eq!((r.p50.as_str(), r.p95.as_str()), ("9999ms", "10.0s"));
+        assert_eq!((r.min_tls.as_str(), r.onset.as_str()), ("–", "#12 at 0.3s"));
+        c.latency_p50_ms = None;
+        assert_eq!(matrix_row(&c).p50, "–");
+    }
+
+    #[test]
+    fn a_change_step_took_effect_timed_out_or_was_waited_for() {
+        let s = golden();
+        let m = ReportModel::from(&s);
+        assert_eq!(m.phases[0].change, None);
+        let c = m.phases[1].change.clone().unwrap();
+        assert_eq!(
+            (c.effect, c.probes),
+            (ChangeEffect::TookEffect("3.1s".into()), 16)
+        );
+        assert_eq!(m.phases[1].duration, "3.2s");
+        let mut change = s.phases[1].change.clone().unwrap();
+        change.timed_out = true;
+        assert_eq!(
+            change_line(&change).effect,
+            ChangeEffect::TookEffect("3.1s".into()),
+            "a measured time wins"
+        );
+        change.effective_after_s = None;
+        assert_eq!(change_line(&change).effect, ChangeEffect::TimedOut);
+        change.timed_out = false;
+        change.wait = WaitMethod::Settle;
+        assert_eq!(
+            change_line(&change).effect,
+            ChangeEffect::Waited(WaitMethod::Settle)
+        );
+    }
+
+    #[test]
+    fn the_headline_counts_expectations_and_keeps_a_description_only_when_there_is_one() {
+        let mut s = golden();
+        s.expectations[3].passed = false;
+        s.description = "  Two phases.\n".into();
+        let h = ReportModel::from(&s).headline;
+        assert_eq!((h.held, h.expectations), (17, 18));
+        assert_eq!(h.senders, "primary = 127.0.0.2, secondary = 127.0.0.3");
+        assert_eq!(h.description.as_deref(), Some("Two phases."));
+        s.description.clear();
+        assert_eq!(ReportModel::from(&s).headline.description, None);
+    }
+
+    #[test]
+    fn deltas_and_replies_are_shown_once_for_every_renderer() {
+        let s = golden();
+        let m = ReportModel::from(&s);
+        let d = &m.deltas[0];
+        assert_eq!(d.phases, "before→after");
+        assert_eq!(
+            d.throttle.0,
+            Share {
+                fraction: s.deltas[0].throttle_rate_before,
+                shown: format!("{:.0}%", s.deltas[0].throttle_rate_before * 100.0)
+            }
+        );
+        assert_eq!(share(0.583).shown, "58%");
+        assert_eq!(share(0.005).shown, "0%");
+        let g = &m.replies[0];
+        assert_eq!(g.from, "127.0.0.2, 127.0.0.3");
+        assert_eq!(
+            g.connector,
+            Some("an inbound connector for the sending IPs fixes this")
+        );
+        assert_eq!(
+            connector_sentence(ConnectorAnswer::No),
+            "not a connector matter"
+        );
+    }
+
+    #[test]
+    fn next_steps_put_failures_first_and_name_each_known_reply_once() {
+        let mut s = golden();
+        let m = ReportModel::from(&s);
+        assert_eq!(m.next_steps.len(), 2, "{:?}", m.next_steps);
+        assert!(m.next_steps[0].starts_with("ip-throttling, AS761 (127.0.0.2, 127.0.0.3): "));
+        assert!(m.next_steps[1].starts_with("tls-required (127.0.0.2, 127.0.0.3): "));
+        // The same family, token and IPs again: one step.
+        let again = s.replies[0].clone();
+        s.replies.push(again);
+        s.expectations[0].passed = false;
+        s.expectations[1].passed = false;
+        let steps = next_steps(&s);
+        assert_eq!(steps.len(), 3);
+        assert_eq!(
+            steps[0],
+            "2 expectation(s) failed; the table above quotes the numbers behind each."
+        );
+    }
+
+    #[test]
+    fn next_steps_say_what_is_wrong_with_the_run_itself_or_that_nothing_is() {
+        let mut s = golden();
+        s.replies.clear();
+        assert_eq!(next_steps(&s), ["Nothing to do: every expectation held."]);
+        s.trace_check.as_mut().unwrap().agreed = false;
+        s.record_problems = vec!["a".into(), "b".into()];
+        s.interrupted = true;
+        let steps = next_steps(&s);
+        assert!(
+            steps[0].starts_with("The attempt records and the simulator's message trace disagree")
+        );
+        assert!(steps[1].starts_with("The run's records are incomplete (a; b)"));
+        assert_eq!(
+            steps[2],
+            "The run was interrupted: re-run it to get complete numbers."
+        );
+        s.cells[0].unsent = 3;
+        s.cells[1].unsent = 2;
+        assert!(next_steps(&s)[2]
+            .starts_with("The run was interrupted: 5 planned messages were never sent"));
+    }
+
+    #[test]
+    fn run_faults_name_an_interruption_an_error_and_each_record_problem() {
+        let mut s = golden();
+        assert!(run_faults(&s).is_empty());
+        s.interrupted = true;
+        s.error = Some("boom".into());
+        s.record_problems = vec!["attempts.jsonl:9: cut short".into()];
+        assert_eq!(
+            run_faults(&s),
+            [
+                "the run was interrupted",
+                "the run could not finish: boom",
+                "attempts.jsonl:9: cut short"
+            ]
+        );
+    }
+
+    fn point(phase: &str, sender: &str, tls: TlsMode, t_ms: f64) -> TimelinePoint {
+        TimelinePoint {
+            phase: phase.into(),
+            sender: sender.into(),
+            tls,
+            t_ms,
+            outcome: OutcomeClass::Accepted,
+        }
+    }
+
+    #[test]
+    fn timelines_have_a_row_per_sender_and_tls_by_name_and_skip_silent_phases() {
+        let mut s = golden();
+        s.timeline = vec![
+            point("after", "secondary", TlsMode::None, 0.5),
+            point("after", "primary", TlsMode::StarttlsOpportunistic, 0.2),
+            point("after", "primary", TlsMode::Starttls, 0.1),
+            point("after", "primary", TlsMode::Implicit, 0.3),
+            point("after", "secondary", TlsMode::None, 0.7),
+        ];
+        let t = timelines(&s);
+        assert_eq!(t.len(), 1, "the phase with no points has no chart");
+        let rows: Vec<(&str, &str)> = t[0]
+            .rows
+            .iter()
+            .map(|(s, m)| (s.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("primary", "implicit"),
+                ("primary", "starttls"),
+                ("primary", "starttls-opportunistic"),
+                ("secondary", "none")
+            ]
+        );
+        let dot_rows: Vec<usize> = t[0].dots.iter().map(|d| d.row).collect();
+        assert_eq!(dot_rows, [3, 2, 1, 0, 3], "dots in the summary's order");
+        assert_eq!(t[0].max_t_ms, 1.0, "the axis is at least 1 ms long");
+        assert_eq!(
+            timelines(&golden())
+                .iter()
+                .map(|t| t.dots.len())
+                .sum::<usize>(),
+            84
+        );
+    }
+
+    #[test]
+    fn the_latency_histogram_puts_the_largest_in_the_last_bin() {
+        let h = latency_histogram(&[0.0, 50.0, 99.0, 100.0, 100.0]);
+        assert_eq!((h.delivered, h.bins, h.max_ms, h.peak), (5, 20, 100.0, 3));
+        assert_eq!(h.counts, BTreeMap::from([(0, 1), (10, 1), (19, 3)]));
+        let empty = latency_histogram(&[]);
+        assert_eq!(
+            (
+                empty.delivered,
+                empty.counts.len(),
+                empty.max_ms,
+                empty.peak
+            ),
+            (0, 0, 1.0, 1)
+        );
+    }
+}
