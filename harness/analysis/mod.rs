@@ -853,66 +853,31 @@ mod tests {
 
     #[test]
     fn replies_are_grouped_by_code_and_token_and_explained() {
+        use OutcomeClass::*;
         let busy = "Server busy. Please try again later from [192.0.2.1]. (AS761)";
-        let attempts = vec![
-            replied(
-                "m1",
-                "192.0.2.2",
-                OutcomeClass::Throttled,
-                451,
-                "4.7.500",
-                busy,
-            ),
-            replied(
-                "m2",
-                "192.0.2.1",
-                OutcomeClass::Throttled,
-                451,
-                "4.7.500",
-                busy,
-            ),
-            replied(
-                "m3",
-                "192.0.2.2",
-                OutcomeClass::Throttled,
-                451,
-                "4.7.500",
-                busy,
-            ),
-            replied(
+        let unknown = "Totally unknown thing";
+        let banned = "Access denied, banned sending IP [192.0.2.1]";
+        let (one, two) = ("192.0.2.1", "192.0.2.2");
+        let mut attempts: Vec<AttemptRecord> = [
+            ("m1", two, Throttled, 451, "4.7.500", busy),
+            ("m2", one, Throttled, 451, "4.7.500", busy),
+            ("m3", two, Throttled, 451, "4.7.500", busy),
+            (
                 "m4",
-                "192.0.2.1",
-                OutcomeClass::Accepted,
+                one,
+                Accepted,
                 250,
                 "2.6.0",
                 "Queued mail for delivery",
             ),
-            replied(
-                "m5",
-                "192.0.2.1",
-                OutcomeClass::Rejected,
-                554,
-                "5.9.9",
-                "Totally unknown thing",
-            ),
-            replied(
-                "m5b",
-                "192.0.2.1",
-                OutcomeClass::Rejected,
-                554,
-                "5.9.9",
-                "Totally unknown thing",
-            ),
-            replied(
-                "m6",
-                "192.0.2.1",
-                OutcomeClass::Rejected,
-                550,
-                "5.7.606",
-                "Access denied, banned sending IP [192.0.2.1]",
-            ),
-            attempt("m7", 1, OutcomeClass::ConnectFailure, 0.0), // no reply at all
-        ];
+            ("m5", one, Rejected, 554, "5.9.9", unknown),
+            ("m6", one, Rejected, 554, "5.9.9", unknown),
+            ("m7", one, Rejected, 550, "5.7.606", banned),
+        ]
+        .into_iter()
+        .map(|(seq, ip, o, code, enhanced, text)| replied(seq, ip, o, code, enhanced, text))
+        .collect();
+        attempts.push(attempt("m8", 1, ConnectFailure, 0.0)); // no reply at all
         let g = reply_groups(&attempts);
         // Most frequent first, then by code; 2xx and reply-less attempts left out.
         let order: Vec<(u16, u64)> = g.iter().map(|g| (g.code, g.count)).collect();
