@@ -5,22 +5,22 @@
 //! Everything here is a pure function of the run directory's files, so `mailharness report`
 //! reproduces `summary.json` byte for byte.
 
+mod cells;
+mod expect;
 mod load;
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AttemptRecord, FolderKind, ObservationRecord, ObservationStatus};
+use crate::record::{AttemptRecord, ObservationStatus, RunRecord};
 use crate::reply;
-use crate::scenario::check::{Check, Metric, Op, Value};
 use crate::scenario::plan::Plan;
-use crate::stats::nearest_rank;
 use crate::vocab::{
     ApplyMethod, ConnectorAction, OutcomeClass, RunVerdict, TargetKind, TlsMode, WaitMethod,
 };
 
+use cells::Matrix;
 pub use load::{files, load_run_dir, LoadError, RunData, TraceEntry};
 
 /// Version of `summary.json`.
@@ -220,6 +220,40 @@ impl CellStats {
     pub fn accepted_in_the_end(&self) -> u64 {
         self.accepted + self.accepted_after_retry
     }
+
+    /// How many first attempts ended with `outcome` (the failures share one count).
+    pub fn outcome_count(&self, outcome: OutcomeClass) -> u64 {
+        match outcome {
+            OutcomeClass::Accepted => self.accepted,
+            OutcomeClass::Throttled => self.throttled,
+            OutcomeClass::RateLimited => self.rate_limited,
+            OutcomeClass::Deferred => self.deferred,
+            OutcomeClass::TlsRequired => self.tls_required,
+            OutcomeClass::Rejected => self.rejected,
+            OutcomeClass::Interrupted => self.interrupted,
+            OutcomeClass::TlsFailure
+            | OutcomeClass::ConnectFailure
+            | OutcomeClass::Timeout
+            | OutcomeClass::ProtocolError => self.failed,
+        }
+    }
+
+    /// The count that a first attempt ending with `outcome` adds to.
+    fn outcome_counter(&mut self, outcome: OutcomeClass) -> &mut u64 {
+        match outcome {
+            OutcomeClass::Accepted => &mut self.accepted,
+            OutcomeClass::Throttled => &mut self.throttled,
+            OutcomeClass::RateLimited => &mut self.rate_limited,
+            OutcomeClass::Deferred => &mut self.deferred,
+            OutcomeClass::TlsRequired => &mut self.tls_required,
+            OutcomeClass::Rejected => &mut self.rejected,
+            OutcomeClass::Interrupted => &mut self.interrupted,
+            OutcomeClass::TlsFailure
+            | OutcomeClass::ConnectFailure
+            | OutcomeClass::Timeout
+            | OutcomeClass::ProtocolError => &mut self.failed,
+        }
+    }
 }
 
 /// Where throttling began in a cell.
@@ -333,208 +367,29 @@ fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn version_rank(v: &str) -> (u8, u8) {
-    v.split_once('.')
-        .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-        .unwrap_or((0, 0))
-}
-
 /// Analyses a loaded run.
 pub fn analyse(data: &RunData) -> Summary {
-    let plan = &data.plan;
-    let run = &data.run;
+    let (plan, run) = (&data.plan, &data.run);
     let phase_start: BTreeMap<&str, f64> = run
         .phases
         .iter()
         .map(|p| (p.name.as_str(), p.started_ms))
         .collect();
-    // One observation per recipient: a message to two mailboxes has two.
-    let mut obs_by_attempt: BTreeMap<&str, Vec<&ObservationRecord>> = BTreeMap::new();
-    for o in &data.observations {
-        if let Some(a) = o.attempt_id.as_deref() {
-            obs_by_attempt.entry(a).or_default().push(o);
-        }
-    }
-    let observed = data.observed;
-
-    // Group attempts by seq to find each message's first and final attempt.
-    let mut by_seq: BTreeMap<&str, Vec<&AttemptRecord>> = BTreeMap::new();
-    for a in &data.attempts {
-        by_seq.entry(a.seq.as_str()).or_default().push(a);
-    }
-    for v in by_seq.values_mut() {
-        v.sort_by_key(|a| a.attempt);
-    }
-
-    let mut cells: Vec<CellStats> = Vec::new();
-    let mut cell_index: BTreeMap<(String, String, TlsMode), usize> = BTreeMap::new();
-    let mut latencies_all = Vec::new();
-    let mut timeline = Vec::new();
-    for phase in &plan.phases {
-        for b in &phase.bursts {
-            let key = (phase.name.clone(), b.sender.clone(), b.tls);
-            if let Entry::Vacant(slot) = cell_index.entry(key) {
-                slot.insert(cells.len());
-                cells.push(CellStats::empty(
-                    &phase.name,
-                    &b.sender,
-                    b.source_ip.to_string(),
-                    b.tls,
-                    observed,
-                ));
-            }
-        }
-    }
-    let mut cell_lat: Vec<Vec<f64>> = vec![Vec::new(); cells.len()];
-    let mut cell_first: Vec<Vec<&AttemptRecord>> = vec![Vec::new(); cells.len()];
-    for attempts in by_seq.values() {
-        let first = attempts[0];
-        let Some(&ci) =
-            cell_index.get(&(first.phase.clone(), first.sender.clone(), first.tls_mode))
-        else {
-            continue; // probes and other attempts outside the plan's cells
-        };
-        let last = attempts[attempts.len() - 1];
-        let c = &mut cells[ci];
-        if first.never_sent() {
-            // Counting it as sent would let `throttle_rate <= 0` pass on messages never tried.
-            c.unsent += 1;
-            continue;
-        }
-        c.sent += 1;
-        c.retries += attempts.len() as u64 - 1;
-        match first.outcome {
-            OutcomeClass::Accepted => c.accepted += 1,
-            OutcomeClass::Throttled => c.throttled += 1,
-            OutcomeClass::RateLimited => c.rate_limited += 1,
-            OutcomeClass::Deferred => c.deferred += 1,
-            OutcomeClass::TlsRequired => c.tls_required += 1,
-            OutcomeClass::Rejected => c.rejected += 1,
-            OutcomeClass::Interrupted => c.interrupted += 1,
-            OutcomeClass::TlsFailure
-            | OutcomeClass::ConnectFailure
-            | OutcomeClass::Timeout
-            | OutcomeClass::ProtocolError => c.failed += 1,
-        }
-        if first.outcome != OutcomeClass::Accepted && last.outcome == OutcomeClass::Accepted {
-            c.accepted_after_retry += 1;
-        }
-        if let Some(t) = &first.token {
-            *c.tokens.entry(t.clone()).or_default() += 1;
-        }
-        let v = first
-            .tls
-            .as_ref()
-            .map(|t| t.version.clone())
-            .unwrap_or_else(|| "none".into());
-        *c.tls_versions.entry(v).or_default() += 1;
-        // Delivery: the accepted attempt (first or a retry) and its observation.
-        if let Some(acc) = attempts
-            .iter()
-            .find(|a| a.outcome == OutcomeClass::Accepted)
-        {
-            if let Some(copies) = obs_by_attempt.get(acc.attempt_id.as_str()) {
-                let found: Vec<&&ObservationRecord> = copies
-                    .iter()
-                    .filter(|o| o.status == ObservationStatus::Found)
-                    .collect();
-                if copies
-                    .iter()
-                    .any(|o| o.status == ObservationStatus::Missing)
-                {
-                    // Delivered means every recipient's copy arrived.
-                    c.missing += 1;
-                } else if !found.is_empty() {
-                    c.delivered += 1;
-                    // One copy in Junk puts the message in Junk: that is what a customer sees.
-                    if found.iter().any(|o| o.folder == Some(FolderKind::Junk)) {
-                        c.junk += 1;
-                    } else if found.iter().any(|o| o.folder == Some(FolderKind::Inbox)) {
-                        c.inbox += 1;
-                    }
-                    // The message is delivered when its last copy is.
-                    if let Some(l) = found.iter().filter_map(|o| o.latency_ms).reduce(f64::max) {
-                        cell_lat[ci].push(l);
-                        latencies_all.push(l);
-                    }
-                }
-            } else if observed {
-                c.missing += 1;
-            }
-        }
-        let start = phase_start
-            .get(first.phase.as_str())
-            .copied()
-            .unwrap_or(0.0);
-        timeline.push(TimelinePoint {
-            phase: first.phase.clone(),
-            sender: first.sender.clone(),
-            tls: first.tls_mode,
-            t_ms: r3(first.started_ms - start),
-            outcome: first.outcome,
-        });
-        cell_first[ci].push(first);
-    }
-    for (ci, c) in cells.iter_mut().enumerate() {
-        let lat = &mut cell_lat[ci];
-        lat.sort_by(f64::total_cmp);
-        c.latency_p50_ms = nearest_rank(lat, 50.0).map(r3);
-        c.latency_p95_ms = nearest_rank(lat, 95.0).map(r3);
-        c.latency_max_ms = lat.last().copied().map(r3);
-        c.min_tls_version = c
-            .tls_versions
-            .keys()
-            .min_by_key(|v| version_rank(v))
-            .cloned();
-        let firsts = &mut cell_first[ci];
-        firsts.sort_by(|a, b| {
-            a.started_ms
-                .total_cmp(&b.started_ms)
-                .then(a.index.cmp(&b.index))
-        });
+    let mut matrix = Matrix::from_plan(plan, data.observed);
+    let counted = cells::count_messages(
+        &mut matrix,
+        &data.attempts,
+        &data.observations,
+        data.observed,
+        &phase_start,
+    );
+    for (c, samples) in matrix.cells.iter_mut().zip(counted.samples) {
         let start = phase_start.get(c.phase.as_str()).copied().unwrap_or(0.0);
-        let onset_pos = firsts
-            .iter()
-            .position(|a| a.outcome == OutcomeClass::Throttled);
-        if let Some(pos) = onset_pos {
-            let a = firsts[pos];
-            c.throttle_onset = Some(Onset {
-                index: a.index,
-                after_s: r3((a.started_ms - start) / 1000.0),
-                accepted_before: firsts[..pos]
-                    .iter()
-                    .filter(|x| x.outcome == OutcomeClass::Accepted)
-                    .count() as u64,
-            });
-        }
-        let window = &firsts[..onset_pos.unwrap_or(firsts.len())];
-        let accepted: Vec<&&AttemptRecord> = window
-            .iter()
-            .filter(|a| a.outcome == OutcomeClass::Accepted)
-            .collect();
-        if accepted.len() >= 2 {
-            let span_ms = accepted[accepted.len() - 1].finished_ms - accepted[0].started_ms;
-            if span_ms > 0.0 {
-                c.accepted_rate_per_min = Some(r3(accepted.len() as f64 * 60_000.0 / span_ms));
-            }
-        }
+        cells::finish_cell(c, samples, start);
     }
-    latencies_all.sort_by(f64::total_cmp);
-    let latencies_ms: Vec<f64> = latencies_all.into_iter().map(r3).collect();
-
-    let deltas = deltas(plan, &cells);
-    let replies = reply_groups(&data.attempts);
-    let expectations = plan
-        .phases
-        .iter()
-        .flat_map(|p| p.expectations.iter())
-        .map(|e| {
-            let cell = cell_index
-                .get(&(e.phase.clone(), e.sender.clone(), e.tls))
-                .map(|&i| &cells[i]);
-            evaluate(&e.phase, &e.sender, e.tls, &e.check, cell)
-        })
-        .collect::<Vec<_>>();
+    let mut latencies = counted.latencies;
+    latencies.sort_by(f64::total_cmp);
+    let expectations = evaluate_all(plan, &matrix);
     let anomalies = data
         .observations
         .iter()
@@ -546,8 +401,53 @@ pub fn analyse(data: &RunData) -> Summary {
         && data.problems.is_empty()
         && expectations.iter().all(|v| v.passed)
         && trace_check.as_ref().is_none_or(|t| t.agreed);
-    let phases = run
-        .phases
+    let rfc3339 =
+        |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    Summary {
+        schema: SUMMARY_SCHEMA,
+        run_id: run.run_id.clone(),
+        scenario: plan.scenario.clone(),
+        description: plan.description.clone(),
+        target: plan.target.clone(),
+        target_kind: run.target_kind,
+        started_at: rfc3339(&run.started_at),
+        finished_at: rfc3339(&run.finished_at),
+        interrupted: run.interrupted,
+        error: run.error.clone(),
+        record_problems: data.problems.clone(),
+        senders: plan
+            .senders
+            .iter()
+            .map(|(r, ip)| (r.clone(), ip.to_string()))
+            .collect(),
+        phases: phase_summaries(run),
+        deltas: deltas(plan, &matrix.cells),
+        replies: reply_groups(&data.attempts),
+        cells: matrix.cells,
+        expectations,
+        anomalies,
+        trace_check,
+        timeline: counted.timeline,
+        latencies_ms: latencies.into_iter().map(r3).collect(),
+        verdict: RunVerdict::from_passed(pass),
+    }
+}
+
+/// Every expectation of the plan, in plan order, judged on its cell.
+fn evaluate_all(plan: &Plan, matrix: &Matrix) -> Vec<Verdict> {
+    plan.phases
+        .iter()
+        .flat_map(|p| p.expectations.iter())
+        .map(|e| {
+            let cell = matrix.get(&e.phase, &e.sender, e.tls);
+            expect::evaluate(&e.phase, &e.sender, e.tls, &e.check, cell)
+        })
+        .collect()
+}
+
+/// Each phase's sending time and its change step's effect.
+fn phase_summaries(run: &RunRecord) -> Vec<PhaseSummary> {
+    run.phases
         .iter()
         .map(|p| PhaseSummary {
             name: p.name.clone(),
@@ -563,39 +463,7 @@ pub fn analyse(data: &RunData) -> Summary {
                 error: c.error.clone(),
             }),
         })
-        .collect();
-    Summary {
-        schema: SUMMARY_SCHEMA,
-        run_id: run.run_id.clone(),
-        scenario: plan.scenario.clone(),
-        description: plan.description.clone(),
-        target: plan.target.clone(),
-        target_kind: run.target_kind,
-        started_at: run
-            .started_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        finished_at: run
-            .finished_at
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        interrupted: run.interrupted,
-        error: run.error.clone(),
-        record_problems: data.problems.clone(),
-        senders: plan
-            .senders
-            .iter()
-            .map(|(r, ip)| (r.clone(), ip.to_string()))
-            .collect(),
-        phases,
-        cells,
-        deltas,
-        replies,
-        expectations,
-        anomalies,
-        trace_check,
-        timeline,
-        latencies_ms,
-        verdict: RunVerdict::from_passed(pass),
-    }
+        .collect()
 }
 
 fn rate(n: u64, d: u64) -> f64 {
@@ -679,203 +547,6 @@ fn reply_groups(attempts: &[AttemptRecord]) -> Vec<ReplyGroup> {
     }
     let mut v: Vec<ReplyGroup> = groups.into_values().collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
-    v
-}
-
-fn evaluate(
-    phase: &str,
-    sender: &str,
-    tls: TlsMode,
-    check: &Check,
-    cell: Option<&CellStats>,
-) -> Verdict {
-    let mut v = Verdict {
-        phase: phase.into(),
-        sender: sender.into(),
-        tls,
-        check: check.to_string(),
-        passed: false,
-        actual: "n/a".into(),
-        detail: String::new(),
-    };
-    let Some(c) = cell else {
-        v.detail = "no messages were sent in this cell".into();
-        return v;
-    };
-    if c.sent == 0 {
-        v.detail = "no messages were sent in this cell".into();
-        return v;
-    }
-    let count = |n: u64| (n as f64, format!("{n}"));
-    let ratio = |n: u64, d: u64, what: &str, of: &str| -> Option<(f64, String, String)> {
-        if d == 0 {
-            None
-        } else {
-            let r = n as f64 / d as f64;
-            Some((r, format!("{:.3}", r), format!("{n} of {d} {of} {what}")))
-        }
-    };
-    if check.metric.needs_observation() && !c.observed {
-        v.detail = "delivery was not observed in this run (no observations.jsonl), so this cannot be measured".into();
-        return v;
-    }
-    let numeric: Option<(f64, String, String)> = match check.metric {
-        Metric::Sent => {
-            let (x, s) = count(c.sent);
-            Some((x, s, format!("{} messages sent", c.sent)))
-        }
-        Metric::Accepted => {
-            let (x, s) = count(c.accepted);
-            Some((x, s, format!("{} of {} accepted", c.accepted, c.sent)))
-        }
-        Metric::Throttled => {
-            let (x, s) = count(c.throttled);
-            Some((x, s, format!("{} of {} throttled", c.throttled, c.sent)))
-        }
-        Metric::Rejected => {
-            let (x, s) = count(c.rejected);
-            Some((x, s, format!("{} of {} rejected", c.rejected, c.sent)))
-        }
-        Metric::Delivered => {
-            let (x, s) = count(c.delivered);
-            Some((
-                x,
-                s,
-                format!(
-                    "{} of {} accepted were delivered",
-                    c.delivered,
-                    c.accepted_in_the_end()
-                ),
-            ))
-        }
-        Metric::Junk => {
-            let (x, s) = count(c.junk);
-            Some((
-                x,
-                s,
-                format!("{} of {} delivered were in Junk", c.junk, c.delivered),
-            ))
-        }
-        Metric::Missing => {
-            let (x, s) = count(c.missing);
-            Some((
-                x,
-                s,
-                format!(
-                    "{} of {} accepted were missing",
-                    c.missing,
-                    c.accepted_in_the_end()
-                ),
-            ))
-        }
-        Metric::AcceptedRate => ratio(c.accepted, c.sent, "accepted", "sent were"),
-        Metric::ThrottleRate => ratio(c.throttled, c.sent, "throttled", "sent were"),
-        Metric::RejectedRate => ratio(c.rejected, c.sent, "rejected", "sent were"),
-        Metric::DeferredRate => ratio(c.deferred, c.sent, "deferred", "sent were"),
-        Metric::TlsRequiredRate => ratio(
-            c.tls_required,
-            c.sent,
-            "refused for lack of TLS",
-            "sent were",
-        ),
-        // Retried messages accepted later were delivered too: measure against all accepted.
-        Metric::DeliveredRate => ratio(
-            c.delivered,
-            c.accepted_in_the_end(),
-            "delivered",
-            "accepted were",
-        ),
-        Metric::MissingRate => ratio(
-            c.missing,
-            c.accepted_in_the_end(),
-            "missing",
-            "accepted were",
-        ),
-        Metric::JunkRate => ratio(c.junk, c.delivered, "in Junk", "delivered were"),
-        Metric::InboxRate => ratio(c.inbox, c.delivered, "in the Inbox", "delivered were"),
-        Metric::LatencyP50 => c.latency_p50_ms.map(|l| {
-            (
-                l,
-                format!("{:.0}ms", l),
-                format!("median latency {:.0}ms over {} delivered", l, c.delivered),
-            )
-        }),
-        Metric::LatencyP95 => c.latency_p95_ms.map(|l| {
-            (
-                l,
-                format!("{:.0}ms", l),
-                format!(
-                    "95th percentile latency {:.0}ms over {} delivered",
-                    l, c.delivered
-                ),
-            )
-        }),
-        Metric::LatencyMax => c.latency_max_ms.map(|l| {
-            (
-                l,
-                format!("{:.0}ms", l),
-                format!("largest latency {:.0}ms over {} delivered", l, c.delivered),
-            )
-        }),
-        Metric::TlsVersion | Metric::Outcome => None,
-    };
-    match (check.metric, &check.value) {
-        (Metric::TlsVersion, Value::TlsVersion(a, b)) => {
-            let min = c.min_tls_version.clone().unwrap_or_else(|| "none".into());
-            let have = version_rank(&min);
-            v.passed = have != (0, 0) && check.op.holds(have, (*a, *b));
-            v.actual = min.clone();
-            let seen: Vec<String> = c
-                .tls_versions
-                .iter()
-                .map(|(k, n)| format!("{k}: {n}"))
-                .collect();
-            v.detail = format!(
-                "lowest TLS version {min}; versions seen {}",
-                seen.join(", ")
-            );
-        }
-        (Metric::Outcome, Value::Outcome(o)) => {
-            let n = match o {
-                OutcomeClass::Accepted => c.accepted,
-                OutcomeClass::Throttled => c.throttled,
-                OutcomeClass::RateLimited => c.rate_limited,
-                OutcomeClass::Deferred => c.deferred,
-                OutcomeClass::TlsRequired => c.tls_required,
-                OutcomeClass::Rejected => c.rejected,
-                OutcomeClass::Interrupted => c.interrupted,
-                _ => c.failed,
-            };
-            v.passed = match check.op {
-                Op::Eq => n == c.sent,
-                Op::Ne => n == 0,
-                _ => false,
-            };
-            v.actual = format!("{n} of {}", c.sent);
-            v.detail = format!("{n} of {} sent ended {o}", c.sent);
-        }
-        (_, value) => match numeric {
-            None => {
-                v.detail = match check.metric {
-                    m if m.needs_observation() && c.accepted_in_the_end() == 0 => {
-                        "no message was accepted, so there is nothing to measure".into()
-                    }
-                    m if m.needs_observation() => "no delivered message to measure".into(),
-                    _ => "no data".into(),
-                };
-            }
-            Some((x, shown, detail)) => {
-                let want = match value {
-                    Value::Number(n) => *n,
-                    Value::Duration(d) => d.as_secs_f64() * 1000.0,
-                    _ => f64::NAN,
-                };
-                v.passed = check.op.holds(r3(x), r3(want));
-                v.actual = shown;
-                v.detail = detail;
-            }
-        },
-    }
     v
 }
 
@@ -963,4 +634,335 @@ fn summarize(v: &[String]) -> String {
         .map(|(k, n)| format!("{k} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Records and cells for the unit tests of analysis and its submodules.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::record::*;
+    use crate::vocab::{OutcomeClass, TlsMode};
+
+    use super::CellStats;
+
+    /// An attempt of message `seq` in cell p/s/starttls, at `started_ms`, over TLS 1.3, whose MAIL
+    /// FROM was accepted; tests change the fields they care about.
+    pub fn attempt(
+        seq: &str,
+        attempt: u32,
+        outcome: OutcomeClass,
+        started_ms: f64,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            schema: RECORD_SCHEMA,
+            run_id: "r".into(),
+            seq: seq.into(),
+            attempt_id: format!("{seq}#{attempt}"),
+            attempt,
+            retry_of: (attempt > 1).then(|| format!("{seq}#{}", attempt - 1)),
+            phase: "p".into(),
+            burst: "b".into(),
+            index: 0,
+            sender: "s".into(),
+            source_ip: "192.0.2.1".parse().unwrap(),
+            destination: "127.0.0.1:25".into(),
+            tls_mode: TlsMode::Starttls,
+            tls: Some(TlsInfo {
+                version: "1.3".into(),
+                cipher: "TLS13_AES_128_GCM_SHA256".into(),
+                peer_subject: None,
+                peer_sans: Vec::new(),
+                peer_not_after: None,
+                verification: CertVerification::Valid,
+            }),
+            message_id: format!("<{seq}@test>"),
+            recipients: vec!["qa@contoso.example".into()],
+            size: 1000,
+            connection: 1,
+            connection_seq: 1,
+            scheduled_at: Default::default(),
+            scheduled_ms: started_ms,
+            started_at: Default::default(),
+            started_ms,
+            finished_at: Default::default(),
+            finished_ms: started_ms + 100.0,
+            transcript: vec![Exchange {
+                stage: Stage::Mail,
+                command: Some("MAIL FROM:<h@x>".into()),
+                code: Some(250),
+                enhanced: None,
+                lines: vec!["OK".into()],
+                elapsed_ms: 1.0,
+                at_ms: started_ms,
+            }],
+            outcome,
+            reply: None,
+            token: None,
+            queue_id: None,
+            error: None,
+        }
+    }
+
+    /// An observation of `attempt_id`'s copy in `mailbox`.
+    pub fn observation(
+        attempt_id: &str,
+        mailbox: &str,
+        status: ObservationStatus,
+        folder: Option<FolderKind>,
+        latency_ms: Option<f64>,
+    ) -> ObservationRecord {
+        ObservationRecord {
+            schema: RECORD_SCHEMA,
+            run_id: "r".into(),
+            seq: None,
+            attempt_id: Some(attempt_id.into()),
+            message_id: None,
+            mailbox: mailbox.into(),
+            status,
+            folder,
+            folder_name: None,
+            uidvalidity: None,
+            uid: None,
+            internal_date: None,
+            accepted_at: None,
+            latency_ms,
+            evidence: Evidence::default(),
+            observed_at: Default::default(),
+        }
+    }
+
+    /// An empty, observed cell p/s/starttls.
+    pub fn cell() -> CellStats {
+        CellStats::empty("p", "s", "192.0.2.1".into(), TlsMode::Starttls, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{attempt, cell};
+    use super::*;
+    use crate::record::{DecidingReply, Stage};
+
+    fn plan() -> Plan {
+        let scn = crate::scenario::load_scenario(std::path::Path::new(
+            "scenarios/connector-before-after.toml",
+        ))
+        .unwrap();
+        let tgt = crate::scenario::load_target(None).unwrap();
+        crate::scenario::build_plan(&scn, &tgt).unwrap()
+    }
+
+    fn cell_in(
+        phase: &str,
+        sender: &str,
+        tls: TlsMode,
+        sent: u64,
+        throttled: u64,
+        accepted: u64,
+    ) -> CellStats {
+        let mut c = cell();
+        c.phase = phase.into();
+        c.sender = sender.into();
+        c.tls = tls;
+        (c.sent, c.throttled, c.accepted) = (sent, throttled, accepted);
+        c
+    }
+
+    #[test]
+    fn deltas_compare_each_cell_across_a_change_step_with_rounded_rates() {
+        let plan = plan();
+        assert!(
+            plan.phases[1].change.is_some(),
+            "the scenario changes the connector before `after`"
+        );
+        let cells = vec![
+            cell_in("before", "primary", TlsMode::Starttls, 3, 2, 1),
+            cell_in("before", "secondary", TlsMode::Starttls, 12, 12, 0),
+            cell_in("before", "primary", TlsMode::None, 12, 7, 5),
+            cell_in("after", "primary", TlsMode::Starttls, 12, 0, 12),
+            // The same sender with another TLS mode is another cell.
+            cell_in("after", "secondary", TlsMode::None, 6, 0, 0),
+        ];
+        let d = deltas(&plan, &cells);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            d[0],
+            Delta {
+                sender: "primary".into(),
+                tls: TlsMode::Starttls,
+                before: "before".into(),
+                after: "after".into(),
+                throttle_rate_before: 0.667,
+                throttle_rate_after: 0.0,
+                accepted_rate_before: 0.333,
+                accepted_rate_after: 1.0,
+            }
+        );
+    }
+
+    #[test]
+    fn a_side_that_sent_nothing_has_no_delta() {
+        let plan = plan();
+        for (b, a) in [(0, 12), (12, 0)] {
+            let cells = vec![
+                cell_in("before", "primary", TlsMode::Starttls, b, 0, b),
+                cell_in("after", "primary", TlsMode::Starttls, a, 0, a),
+            ];
+            assert!(
+                deltas(&plan, &cells).is_empty(),
+                "sent {b} before, {a} after"
+            );
+        }
+    }
+
+    #[test]
+    fn phases_without_a_change_step_between_them_have_no_delta() {
+        let mut plan = plan();
+        plan.phases[1].change = None;
+        let cells = vec![
+            cell_in("before", "primary", TlsMode::Starttls, 12, 12, 0),
+            cell_in("after", "primary", TlsMode::Starttls, 12, 0, 12),
+        ];
+        assert!(deltas(&plan, &cells).is_empty());
+    }
+
+    #[test]
+    fn rate_over_nothing_is_zero() {
+        assert_eq!(rate(3, 0), 0.0);
+        assert_eq!(rate(1, 4), 0.25);
+    }
+
+    fn replied(
+        seq: &str,
+        ip: &str,
+        outcome: OutcomeClass,
+        code: u16,
+        enhanced: &str,
+        text: &str,
+    ) -> AttemptRecord {
+        let mut a = attempt(seq, 1, outcome, 0.0);
+        a.source_ip = ip.parse().unwrap();
+        a.reply = Some(DecidingReply {
+            stage: Stage::Rcpt,
+            code,
+            enhanced: Some(enhanced.into()),
+            text: text.into(),
+        });
+        a.token = crate::reply::extract_token(text);
+        a
+    }
+
+    #[test]
+    fn replies_are_grouped_by_code_and_token_and_explained() {
+        use OutcomeClass::*;
+        let busy = "Server busy. Please try again later from [192.0.2.1]. (AS761)";
+        let unknown = "Totally unknown thing";
+        let banned = "Access denied, banned sending IP [192.0.2.1]";
+        let (one, two) = ("192.0.2.1", "192.0.2.2");
+        let mut attempts: Vec<AttemptRecord> = [
+            ("m1", two, Throttled, 451, "4.7.500", busy),
+            ("m2", one, Throttled, 451, "4.7.500", busy),
+            ("m3", two, Throttled, 451, "4.7.500", busy),
+            (
+                "m4",
+                one,
+                Accepted,
+                250,
+                "2.6.0",
+                "Queued mail for delivery",
+            ),
+            ("m5", one, Rejected, 554, "5.9.9", unknown),
+            ("m6", one, Rejected, 554, "5.9.9", unknown),
+            ("m7", one, Rejected, 550, "5.7.606", banned),
+        ]
+        .into_iter()
+        .map(|(seq, ip, o, code, enhanced, text)| replied(seq, ip, o, code, enhanced, text))
+        .collect();
+        attempts.push(attempt("m8", 1, ConnectFailure, 0.0)); // no reply at all
+        let g = reply_groups(&attempts);
+        // Most frequent first, then by code; 2xx and reply-less attempts left out.
+        let order: Vec<(u16, u64)> = g.iter().map(|g| (g.code, g.count)).collect();
+        assert_eq!(order, [(451, 3), (554, 2), (550, 1)]);
+        let throttling = &g[0];
+        assert_eq!(throttling.token.as_deref(), Some("AS761"));
+        assert_eq!(
+            throttling.source_ips,
+            ["192.0.2.1", "192.0.2.2"],
+            "once each, sorted"
+        );
+        assert_eq!(throttling.family.as_deref(), Some("ip-throttling"));
+        assert_eq!(throttling.connector, Some(reply::ConnectorAnswer::Helps));
+        assert!(throttling.meaning.is_some() && throttling.action.is_some());
+        assert!(
+            throttling.sample.contains("451 4.7.500 Server busy"),
+            "{}",
+            throttling.sample
+        );
+        assert_eq!(g[2].family.as_deref(), Some("banned-ip"));
+        // An unknown code has neither meaning nor action to offer.
+        assert_eq!((g[1].meaning.as_ref(), g[1].action.as_ref()), (None, None));
+    }
+
+    fn traced(ip: &str, decision: &str, message_id: Option<&str>) -> TraceEntry {
+        TraceEntry {
+            source_ip: ip.into(),
+            decision: decision.into(),
+            message_id: message_id.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_trace_agrees_when_accepted_ids_and_refusals_per_ip_match() {
+        let ok = attempt("m1", 1, OutcomeClass::Accepted, 0.0);
+        let throttled = attempt("m2", 1, OutcomeClass::Throttled, 0.0);
+        let trace = vec![
+            traced("192.0.2.1", "throttled", None),
+            traced("192.0.2.1", "accepted", Some("<m1@test>")),
+            traced("192.0.2.1", "abandoned", None),
+        ];
+        let t = cross_check(&[ok, throttled], &trace);
+        assert_eq!(
+            t,
+            TraceCheck {
+                agreed: true,
+                accepted_matched: 1,
+                refused_compared: 1,
+                mismatches: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn the_trace_disagrees_on_a_lost_acceptance_or_another_count_of_refusals() {
+        let ok = attempt("m1", 1, OutcomeClass::Accepted, 0.0);
+        let mut tls = attempt("m2", 1, OutcomeClass::TlsRequired, 0.0);
+        tls.source_ip = "192.0.2.9".parse().unwrap();
+        // Refused at MAIL FROM: not a transaction the trace records.
+        let mut early = attempt("m3", 1, OutcomeClass::Rejected, 0.0);
+        early.transcript[0].code = Some(550);
+        let trace = vec![
+            traced("192.0.2.1", "accepted", Some("<other@test>")),
+            traced("192.0.2.9", "tls_required", None),
+            traced("192.0.2.9", "tls_required", None),
+        ];
+        let t = cross_check(&[ok, tls, early], &trace);
+        assert!(!t.agreed);
+        assert_eq!((t.accepted_matched, t.refused_compared), (0, 1));
+        assert_eq!(
+            t.mismatches,
+            [
+                "accepted <m1@test> has no accepted trace record",
+                "trace accepted <other@test>, but no attempt record says accepted",
+                "192.0.2.9: attempts record 1 refused transactions (tls-required 1), the trace 2 (tls-required 2)",
+            ]
+        );
+    }
+
+    #[test]
+    fn summarize_counts_each_class_in_name_order() {
+        let v: Vec<String> = ["throttled", "deferred", "throttled"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(summarize(&v), "deferred 1, throttled 2");
+        assert_eq!(summarize(&[]), "");
+    }
 }
