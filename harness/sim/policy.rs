@@ -27,16 +27,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ConnectorPatch, ConnectorSpec, TenantConfig, ThrottleConfig};
-use super::reply::{rfc3339_ms, Reply};
-
-/// The 452 4.5.3 AS token (reference).
-pub const TOO_MANY_RECIPIENTS_AS: &str = "AS780090";
-/// The banned-IP AS token (reference).
-pub const BANNED_IP_AS: &str = "AS16012609";
-/// The DBEB token on 550 5.4.1 (reference).
-pub const DBEB_TOKEN: &str = "AS(201806281)";
-/// The 5.7.51 text (reference, verbatim).
-pub const TENANT_INBOUND_ATTRIBUTION_TEXT: &str = "TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set";
+use super::reply::{self as replies, rfc3339_ms};
+use crate::reply::Reply;
 
 /// What happened to a transaction or a recipient, as recorded in the message trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,11 +403,7 @@ impl Policy {
             return reject(
                 Decision::Deferred,
                 Rule::TooManyRecipients,
-                Reply::new(
-                    452,
-                    "4.5.3",
-                    format!("Too many recipients ({TOO_MANY_RECIPIENTS_AS})"),
-                ),
+                replies::TOO_MANY_RECIPIENTS.reply(),
                 None,
             );
         }
@@ -423,9 +411,7 @@ impl Policy {
             return reject(
                 Decision::Rejected,
                 Rule::BannedIp,
-                Reply::new(550, "5.7.606", format!(
-                    "Access denied, banned sending IP [{ip_text}]. To request removal from this list please visit https://sender.office.com/ and follow the directions. ({BANNED_IP_AS})"
-                )),
+                replies::banned_ip(&ip_text),
                 None,
             );
         }
@@ -433,10 +419,7 @@ impl Policy {
             return reject(
                 Decision::RateLimited,
                 Rule::IpReputation,
-                Reply::new(451, "4.7.650", format!(
-                    "The mail server [{ip_text}] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com ({}) [Name=Protocol Filter Agent][AGT=PFA]",
-                    self.cfg.reputation.s_code
-                )),
+                replies::reputation_limited(&ip_text, &self.cfg.reputation.s_code),
                 None,
             );
         }
@@ -447,7 +430,7 @@ impl Policy {
             return reject(
                 Decision::Rejected,
                 Rule::TenantAttribution,
-                Reply::new(550, "5.7.64", "TenantAttribution; Relay Access Denied"),
+                replies::TENANT_ATTRIBUTION.reply(),
                 None,
             );
         }
@@ -457,17 +440,16 @@ impl Policy {
             return reject(
                 Decision::Rejected,
                 Rule::ConnectorRestriction,
-                Reply::new(550, "5.7.51", TENANT_INBOUND_ATTRIBUTION_TEXT),
+                replies::TENANT_INBOUND_ATTRIBUTION.reply(),
                 Some(name),
             );
         }
         if let Some((name, true)) = &matched {
             if !input.tls {
-                let t = &self.cfg.connectors.tls_required_reply;
                 return reject(
                     Decision::TlsRequired,
                     Rule::ConnectorRequiresTls,
-                    Reply::new(t.code, &t.enhanced, t.text.clone()),
+                    replies::tls_required(&self.cfg.connectors.tls_required_reply),
                     Some(name.clone()),
                 );
             }
@@ -478,11 +460,7 @@ impl Policy {
             return reject(
                 Decision::Rejected,
                 Rule::RecipientNotFound,
-                Reply::new(
-                    550,
-                    "5.4.1",
-                    format!("Recipient address rejected: Access denied. {DBEB_TOKEN}"),
-                ),
+                replies::RECIPIENT_NOT_FOUND.reply(),
                 connector,
             );
         }
@@ -491,7 +469,7 @@ impl Policy {
             decision: Decision::Accepted,
             rule,
             connector,
-            reply: Reply::new(250, "2.1.5", "Recipient OK"),
+            reply: replies::RECIPIENT_OK.reply(),
             took_token,
         };
         if connector.is_some() {
@@ -513,14 +491,7 @@ impl Policy {
         reject(
             Decision::Throttled,
             Rule::IpThrottle,
-            Reply::new(
-                451,
-                "4.7.500",
-                format!(
-                    "Server busy. Please try again later from [{ip_text}]. ({})",
-                    self.cfg.throttle.as_code
-                ),
-            ),
+            replies::throttled(&ip_text, &self.cfg.throttle.as_code),
             None,
         )
     }
@@ -999,8 +970,11 @@ mod tests {
         let v = p.evaluate_rcpt(&input("127.0.0.4", true, "qa1@contoso.example"), at);
         assert_eq!(v.decision, Decision::Rejected);
         assert_eq!(v.reply.code, 550);
-        assert_eq!(v.reply.enhanced, "5.7.51");
-        assert!(v.reply.text.starts_with("TenantInboundAttribution;"));
+        assert_eq!(
+            v.reply.enhanced.map(|e| e.to_string()).as_deref(),
+            Some("5.7.51")
+        );
+        assert!(v.reply.text().starts_with("TenantInboundAttribution;"));
         assert_eq!(
             p.evaluate_rcpt(&input("127.0.0.2", true, "qa1@contoso.example"), at)
                 .decision,
@@ -1080,10 +1054,18 @@ mod tests {
         let t0 = Instant::now();
         let p = Policy::new(cfg, Clock::new(), t0);
         let v = p.evaluate_rcpt(&input("127.0.0.9", true, "x@fabrikam.example"), t0);
-        assert_eq!((v.reply.code, v.reply.enhanced.as_str()), (550, "5.7.606"));
-        assert!(v.reply.text.contains("[127.0.0.9]") && v.reply.text.ends_with("(AS16012609)"));
+        assert!(
+            v.reply.to_string().starts_with("550 5.7.606 "),
+            "{}",
+            v.reply
+        );
+        assert!(v.reply.text().contains("[127.0.0.9]") && v.reply.text().ends_with("(AS16012609)"));
         let v = p.evaluate_rcpt(&input("127.0.0.8", true, "qa1@contoso.example"), t0);
-        assert_eq!((v.reply.code, v.reply.enhanced.as_str()), (451, "4.7.650"));
+        assert!(
+            v.reply.to_string().starts_with("451 4.7.650 "),
+            "{}",
+            v.reply
+        );
         let v = p.evaluate_rcpt(&input("127.0.0.2", true, "x@fabrikam.example"), t0);
         assert_eq!(
             v.reply.to_string(),
