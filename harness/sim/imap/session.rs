@@ -23,7 +23,7 @@ use super::parse::{
     flag, parse_command, CommandReader, FetchAtt, Frame, Line, SearchKey, Section, SeqSet,
     StoreMode, MAX_LINE,
 };
-use super::ImapShared;
+use super::{responses, ImapShared};
 
 /// A mailbox folder as Exchange Online names it, with its Maildir++ directory and SPECIAL-USE flag.
 #[derive(Debug, Clone, Copy)]
@@ -66,16 +66,12 @@ pub const FOLDERS: [FolderDef; 5] = [
     },
 ];
 
-/// Exchange's hierarchy delimiter.
-const DELIMITER: &str = "/";
 /// The `\Recent` flag name (session-only, never stored).
 const RECENT: &str = "\\Recent";
 /// The SASL continuation with an empty challenge.
 const EMPTY_CHALLENGE: &[u8] = b"+ \r\n";
 /// The scope in the XOAUTH2 failure challenge (as the brief for Microsoft's gives it).
 const XOAUTH2_SCOPE: &str = "https://outlook.office.com/.default";
-/// Exchange's reply to a command in the wrong state.
-const INVALID_STATE: &str = "Command received in Invalid state.";
 /// Flush the output buffer once it holds this much (FETCH of many bodies streams).
 const OUT_FLUSH: usize = 256 * 1024;
 /// How often IDLE looks for new mail.
@@ -328,7 +324,7 @@ fn list_match(pattern: &[u8], name: &[u8]) -> bool {
             b'%' => {
                 let mut any = false;
                 for j in 0..=n {
-                    if j > 0 && name[j - 1] == DELIMITER.as_bytes()[0] {
+                    if j > 0 && name[j - 1] == responses::DELIMITER.as_bytes()[0] {
                         any = false;
                     }
                     any |= dp[j];
@@ -404,17 +400,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Runs the command loop; `greet` sends the greeting first (not after STARTTLS).
     async fn run(mut self, greet: bool) -> End<S> {
         if greet {
-            // Exchange's greeting carries the back-end server name, base64 of UTF-16LE.
-            let utf16: Vec<u8> = self
-                .shared
-                .server_name
-                .encode_utf16()
-                .flat_map(u16::to_le_bytes)
-                .collect();
-            let b64 = base64::engine::general_purpose::STANDARD.encode(utf16);
-            self.line(&format!(
-                "* OK The Microsoft Exchange IMAP4 service is ready. [{b64}]"
-            ));
+            self.line(&responses::greeting(&self.shared.server_name));
             if self.flush().await.is_err() {
                 return End::Closed;
             }
@@ -427,13 +413,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 _ = shutdown.wait_for(|v| *v) => None,
             };
             let Some(frame) = frame else {
-                self.line("* BYE Server shutting down.");
+                self.line(&responses::BYE_SHUTDOWN.untagged());
                 let _ = self.flush().await;
                 return End::Closed;
             };
             let frame = match frame {
                 Err(_) => {
-                    self.line("* BYE Connection is closed. 13");
+                    self.line(&responses::BYE_AUTOLOGOUT.untagged());
                     let _ = self.flush().await;
                     return End::Closed;
                 }
@@ -443,19 +429,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let flow = match frame {
                 Frame::Eof => return End::Closed,
                 Frame::Rejected { tag, reason } => {
-                    match tag {
-                        Some(t) => self.line(&format!("{t} BAD {reason}")),
-                        None => self.line(&format!("* BAD {reason}")),
-                    }
+                    self.line(&responses::bad(tag.as_deref(), reason));
                     Flow::Continue
                 }
                 Frame::Command(bytes) => match parse_command(&bytes) {
                     None => {
-                        self.line("* BAD Command Error: missing or invalid tag");
+                        self.line(&responses::MISSING_TAG.untagged());
                         Flow::Continue
                     }
                     Some((tag, Err(e))) => {
-                        self.line(&format!("{tag} BAD {e}"));
+                        self.line(&responses::bad(Some(&tag), &e.to_string()));
                         Flow::Continue
                     }
                     Some((tag, Ok(cmd))) => match self.dispatch(&tag, cmd).await {
@@ -498,14 +481,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             _ => authed,
         };
         if !state_ok {
-            self.line(&format!("{tag} BAD {INVALID_STATE}"));
+            self.line(&responses::INVALID_STATE.tagged(tag));
             return Ok(Flow::Continue);
         }
         match cmd {
             Command::Capability => {
                 let c = self.capabilities();
-                self.line(&format!("* CAPABILITY {c}"));
-                self.line(&format!("{tag} OK CAPABILITY completed."));
+                self.line(&responses::capability(&c));
+                self.line(&responses::completed(tag, "CAPABILITY"));
             }
             Command::Noop | Command::Check => {
                 self.sync(true);
@@ -514,31 +497,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 } else {
                     "CHECK"
                 };
-                self.line(&format!("{tag} OK {name} completed."));
+                self.line(&responses::completed(tag, name));
             }
             Command::Logout => {
-                self.line("* BYE Microsoft Exchange Server IMAP4 server signing off.");
-                self.line(&format!("{tag} OK LOGOUT completed."));
+                self.line(&responses::BYE_LOGOUT.untagged());
+                self.line(&responses::completed(tag, "LOGOUT"));
                 return Ok(Flow::Logout);
             }
             Command::Id => {
-                self.line("* ID (\"name\" \"mailharness simulated Exchange Online\")");
-                self.line(&format!("{tag} OK ID completed."));
+                self.line(responses::ID);
+                self.line(&responses::completed(tag, "ID"));
             }
             Command::Enable(_) => {
                 // Nothing this server offers needs enabling (no CONDSTORE/UTF8=ACCEPT).
-                self.line("* ENABLED");
-                self.line(&format!("{tag} OK ENABLE completed."));
+                self.line(responses::ENABLED);
+                self.line(&responses::completed(tag, "ENABLE"));
             }
             Command::Namespace => {
-                self.line(&format!("* NAMESPACE ((\"\" \"{DELIMITER}\")) NIL NIL"));
-                self.line(&format!("{tag} OK NAMESPACE completed."));
+                self.line(&responses::namespace());
+                self.line(&responses::completed(tag, "NAMESPACE"));
             }
             Command::StartTls => {
                 if self.tls || self.shared.tls.is_none() {
-                    self.line(&format!("{tag} BAD STARTTLS is not available here."));
+                    self.line(&responses::STARTTLS_UNAVAILABLE.tagged(tag));
                 } else {
-                    self.line(&format!("{tag} OK Begin TLS negotiation now."));
+                    self.line(&responses::BEGIN_TLS.tagged(tag));
                     return Ok(Flow::StartTls);
                 }
             }
@@ -548,7 +531,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.log_in(tag, user, "LOGIN");
                 } else {
                     tracing::info!("IMAP LOGIN failed for {user}");
-                    self.line(&format!("{tag} NO LOGIN failed."));
+                    self.line(&responses::failed(tag, "LOGIN"));
                 }
             }
             Command::Authenticate(mech, initial) => self.authenticate(tag, &mech, initial).await?,
@@ -562,9 +545,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Status(name, items) => self.status(tag, &name, &items),
             Command::Subscribe(name) => {
                 if find_folder(&name).is_some() {
-                    self.line(&format!("{tag} OK SUBSCRIBE completed."));
+                    self.line(&responses::completed(tag, "SUBSCRIBE"));
                 } else {
-                    self.line(&format!("{tag} NO The requested item could not be found."));
+                    self.line(&responses::NOT_FOUND.tagged(tag));
                 }
             }
             Command::Close | Command::Unselect => {
@@ -581,7 +564,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 self.selected = None;
                 let name = if close { "CLOSE" } else { "UNSELECT" };
-                self.line(&format!("{tag} OK {name} completed."));
+                self.line(&responses::completed(tag, name));
             }
             Command::Expunge(set) => self.expunge(tag, set),
             Command::Search(uid, key) => self.search(tag, uid, &key),
@@ -595,9 +578,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             } => self.store(tag, uid, &set, mode, silent, flags),
             Command::Idle => self.idle(tag).await?,
             Command::Unsupported(name) => {
-                self.line(&format!(
-                    "{tag} NO [CANNOT] {name} is not supported by the simulator."
-                ));
+                self.line(&responses::not_supported(tag, &name));
             }
         }
         Ok(Flow::Continue)
@@ -606,7 +587,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Marks the session authenticated and makes sure the mailbox's folders exist on disk.
     fn log_in(&mut self, tag: &str, user: String, verb: &str) {
         let Some(base) = mailbox_dir(&self.shared.maildir_root, &user) else {
-            self.line(&format!("{tag} NO {verb} failed."));
+            self.line(&responses::failed(tag, verb));
             return;
         };
         for f in &FOLDERS {
@@ -623,15 +604,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 });
             if let Err(e) = made {
                 tracing::error!("IMAP: creating folder {}: {e}", d.display());
-                self.line(&format!(
-                    "{tag} NO [SERVERBUG] Cannot prepare the mailbox's folders."
-                ));
+                self.line(&responses::PREPARE_FAILED.tagged(tag));
                 return;
             }
         }
         tracing::info!("IMAP {verb} as {user}");
         self.user = Some(user);
-        self.line(&format!("{tag} OK {verb} completed."));
+        self.line(&responses::completed(tag, verb));
     }
 
     /// Reads one SASL response line; `None` when the client cancelled (`*`) or sent garbage.
@@ -653,9 +632,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         initial: Option<Vec<u8>>,
     ) -> io::Result<()> {
         if mech != "PLAIN" && mech != "XOAUTH2" {
-            self.line(&format!(
-                "{tag} NO Unsupported authentication mechanism {mech}."
-            ));
+            self.line(&responses::unsupported_mechanism(tag, mech));
             return Ok(());
         }
         let response = match initial {
@@ -668,7 +645,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 match self.sasl_line().await? {
                     Some(l) if l != b"*" => l,
                     _ => {
-                        self.line(&format!("{tag} BAD AUTHENTICATE aborted."));
+                        self.line(&responses::AUTHENTICATE_ABORTED.tagged(tag));
                         return Ok(());
                     }
                 }
@@ -687,7 +664,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             });
             match ok_user {
                 Some(u) => self.log_in(tag, u, "AUTHENTICATE"),
-                None => self.line(&format!("{tag} NO AUTHENTICATE failed.")),
+                None => self.line(&responses::failed(tag, "AUTHENTICATE")),
             }
             return Ok(());
         }
@@ -717,10 +694,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let json =
             format!("{{\"status\":\"401\",\"schema\":\"Bearer\",\"scope\":\"{XOAUTH2_SCOPE}\"}}");
         let challenge = base64::engine::general_purpose::STANDARD.encode(json);
-        self.line(&format!("+ {challenge}"));
+        self.line(&responses::continuation(&challenge));
         self.flush().await?;
         let _ = self.sasl_line().await?;
-        self.line(&format!("{tag} NO AUTHENTICATE failed."));
+        self.line(&responses::failed(tag, "AUTHENTICATE"));
         Ok(())
     }
 
@@ -733,14 +710,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         &self,
         name: &str,
     ) -> Result<(&'static FolderDef, Arc<Mutex<FolderIndex>>), String> {
-        let f = find_folder(name)
-            .ok_or_else(|| "The requested item could not be found.".to_string())?;
+        let f = find_folder(name).ok_or_else(|| responses::NOT_FOUND.text.to_string())?;
         let dir = self
             .folder_dir(f)
-            .ok_or_else(|| "The requested item could not be found.".to_string())?;
+            .ok_or_else(|| responses::NOT_FOUND.text.to_string())?;
         let idx = self.shared.registry.open(&dir).map_err(|e| {
             tracing::error!("IMAP: opening {}: {e}", dir.display());
-            format!("[SERVERBUG] Cannot open {name}: {e}")
+            responses::cannot_open(name, &e.to_string())
         })?;
         Ok((f, idx))
     }
@@ -752,7 +728,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (f, index) = match self.open_folder(name) {
             Ok(v) => v,
             Err(msg) => {
-                self.line(&format!("{tag} NO {msg}"));
+                self.line(&responses::no(tag, &msg));
                 return;
             }
         };
@@ -761,7 +737,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if let Err(e) = idx.refresh() {
                 drop(idx);
                 tracing::error!("IMAP: {e}");
-                self.line(&format!("{tag} NO [SERVERBUG] {e}"));
+                self.line(&responses::server_bug(tag, &e.to_string()));
                 return;
             }
             let mut recent = HashSet::new();
@@ -780,23 +756,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             (uids, recent, first_unseen, idx.uidvalidity, idx.uidnext)
         };
         let all = flags_text(flag::ALL.iter().fold(0, |a, (b, _)| a | b), false);
-        self.line(&format!("* {} EXISTS", uids.len()));
-        self.line(&format!("* {} RECENT", recent.len()));
-        self.line(&format!("* FLAGS {all}"));
+        self.line(&responses::exists(uids.len()));
+        self.line(&responses::recent(recent.len()));
+        self.line(&responses::flags(&all));
         if read_only {
-            self.line("* OK [PERMANENTFLAGS ()] No permanent flags permitted");
+            self.line(&responses::NO_PERMANENT_FLAGS.untagged());
         } else {
-            self.line(&format!("* OK [PERMANENTFLAGS {all}] Permanent flags"));
+            self.line(&responses::permanent_flags(&all));
         }
         if let Some(u) = first_unseen {
-            self.line(&format!("* OK [UNSEEN {u}] Is the first unseen message"));
+            self.line(&responses::unseen(u));
         }
-        self.line(&format!("* OK [UIDVALIDITY {validity}] UIDVALIDITY value"));
-        self.line(&format!(
-            "* OK [UIDNEXT {next}] The next unique identifier value"
-        ));
+        self.line(&responses::uid_validity(validity));
+        self.line(&responses::uid_next(next));
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
-        self.line(&format!("{tag} OK [{mode}] {verb} completed."));
+        self.line(&responses::completed_with(tag, mode, verb));
         tracing::debug!("IMAP {verb} {}", f.name);
         self.selected = Some(Selected {
             index,
@@ -818,7 +792,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         for p in patterns {
             if p.is_empty() && !lsub {
                 // RFC 3501: the hierarchy delimiter and root.
-                self.line(&format!("* LIST (\\Noselect) \"{DELIMITER}\" \"\""));
+                self.line(&responses::list_root());
                 continue;
             }
             let full = format!("{reference}{p}");
@@ -831,21 +805,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 let mut attrs = vec!["\\HasNoChildren"];
                 attrs.extend(f.special_use);
-                self.line(&format!(
-                    "* {verb} ({}) \"{DELIMITER}\" {}",
-                    attrs.join(" "),
-                    quote(f.name)
+                self.line(&responses::list_item(
+                    verb,
+                    &attrs.join(" "),
+                    &quote(f.name),
                 ));
             }
         }
-        self.line(&format!("{tag} OK {verb} completed."));
+        self.line(&responses::completed(tag, verb));
     }
 
     fn status(&mut self, tag: &str, name: &str, items: &[String]) {
         let (_, index) = match self.open_folder(name) {
             Ok(v) => v,
             Err(msg) => {
-                self.line(&format!("{tag} NO {msg}"));
+                self.line(&responses::no(tag, &msg));
                 return;
             }
         };
@@ -870,8 +844,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 parts.push(format!("{it} {v}"));
             }
         }
-        self.line(&format!("* STATUS {} ({})", quote(name), parts.join(" ")));
-        self.line(&format!("{tag} OK STATUS completed."));
+        self.line(&responses::status(&quote(name), &parts.join(" ")));
+        self.line(&responses::completed(tag, "STATUS"));
     }
 
     /// Brings the session's view up to date: new mail (EXISTS/RECENT) and, when allowed,
@@ -892,7 +866,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     if idx.position(uid).is_none() {
                         sel.uids.remove(i);
                         sel.recent.remove(&uid);
-                        lines.push(format!("* {} EXPUNGE", i + 1));
+                        lines.push(responses::expunge(i + 1));
                     }
                 }
             }
@@ -906,8 +880,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             if sel.uids.len() != before {
-                lines.push(format!("* {} EXISTS", sel.uids.len()));
-                lines.push(format!("* {} RECENT", sel.recent.len()));
+                lines.push(responses::exists(sel.uids.len()));
+                lines.push(responses::recent(sel.recent.len()));
             }
         }
         for l in lines {
@@ -925,14 +899,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         };
         if sel.read_only {
-            self.line(&format!("{tag} NO [READ-ONLY] The folder is read-only."));
+            self.line(&responses::READ_ONLY.tagged(tag));
             return;
         }
         let candidates: Vec<u32> = match &set {
             Some(s) => match sel.targets(true, s) {
                 Ok(t) => t.into_iter().map(|(_, u)| u).collect(),
                 Err(e) => {
-                    self.line(&format!("{tag} BAD {e}"));
+                    self.line(&responses::bad(Some(tag), &e));
                     return;
                 }
             },
@@ -942,7 +916,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("IMAP {verb}: {e}");
-                self.line(&format!("{tag} NO [SERVERBUG] {e}"));
+                self.line(&responses::server_bug(tag, &e.to_string()));
                 return;
             }
         };
@@ -955,7 +929,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if gone.contains(&sel.uids[i]) {
                 let uid = sel.uids.remove(i);
                 sel.recent.remove(&uid);
-                lines.push(format!("* {} EXPUNGE", i + 1));
+                lines.push(responses::expunge(i + 1));
             }
         }
         for l in lines {
@@ -964,7 +938,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if set.is_none() {
             self.sync(true);
         }
-        self.line(&format!("{tag} OK {verb} completed."));
+        self.line(&responses::completed(tag, verb));
     }
 
     fn search(&mut self, tag: &str, uid_mode: bool, key: &SearchKey) {
@@ -999,7 +973,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         self.line(&line);
         let verb = if uid_mode { "UID SEARCH" } else { "SEARCH" };
-        self.line(&format!("{tag} OK {verb} completed."));
+        self.line(&responses::completed(tag, verb));
     }
 
     fn store(
@@ -1015,13 +989,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return;
         };
         if sel.read_only {
-            self.line(&format!("{tag} NO [READ-ONLY] The folder is read-only."));
+            self.line(&responses::READ_ONLY.tagged(tag));
             return;
         }
         let targets = match sel.targets(uid_mode, set) {
             Ok(t) => t,
             Err(e) => {
-                self.line(&format!("{tag} BAD {e}"));
+                self.line(&responses::bad(Some(tag), &e));
                 return;
             }
         };
@@ -1062,11 +1036,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match failed {
             Some(e) => {
                 tracing::error!("IMAP STORE: {e}");
-                self.line(&format!("{tag} NO [SERVERBUG] {e}"));
+                self.line(&responses::server_bug(tag, &e.to_string()));
             }
             None => {
                 let verb = if uid_mode { "UID STORE" } else { "STORE" };
-                self.line(&format!("{tag} OK {verb} completed."));
+                self.line(&responses::completed(tag, verb));
             }
         }
     }
@@ -1084,7 +1058,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let targets = match sel.targets(uid_mode, set) {
             Ok(t) => t,
             Err(e) => {
-                self.line(&format!("{tag} BAD {e}"));
+                self.line(&responses::bad(Some(tag), &e));
                 return Ok(());
             }
         };
@@ -1230,20 +1204,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match failed {
             Some(e) => {
                 tracing::error!("IMAP FETCH: {e}");
-                self.line(&format!(
-                    "{tag} NO [SERVERBUG] Some messages could not be read: {e}"
-                ));
+                self.line(&responses::unreadable(tag, &e));
             }
             None => {
                 let verb = if uid_mode { "UID FETCH" } else { "FETCH" };
-                self.line(&format!("{tag} OK {verb} completed."));
+                self.line(&responses::completed(tag, verb));
             }
         }
         Ok(())
     }
 
     async fn idle(&mut self, tag: &str) -> io::Result<()> {
-        self.line("+ IDLE accepted, awaiting DONE command.");
+        self.line(&responses::continuation(responses::IDLE_ACCEPTED));
         self.flush().await?;
         let deadline = tokio::time::Instant::now() + self.shared.idle_timeout;
         loop {
@@ -1255,7 +1227,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             };
             match event {
                 IdleEvent::Line(Line::Line(l)) if l.eq_ignore_ascii_case(b"DONE") => {
-                    self.line(&format!("{tag} OK IDLE completed."));
+                    self.line(&responses::completed(tag, "IDLE"));
                     return Ok(());
                 }
                 IdleEvent::Line(Line::Eof) => {
@@ -1265,20 +1237,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     ));
                 }
                 IdleEvent::Line(_) => {
-                    self.line(&format!("{tag} BAD Expected DONE."));
+                    self.line(&responses::EXPECTED_DONE.tagged(tag));
                     return Ok(());
                 }
                 IdleEvent::Tick => {
                     self.sync(true);
                     self.flush().await?;
                     if tokio::time::Instant::now() >= deadline {
-                        self.line("* BYE Connection is closed. 13");
+                        self.line(&responses::BYE_AUTOLOGOUT.untagged());
                         self.flush().await?;
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "IDLE timed out"));
                     }
                 }
                 IdleEvent::Shutdown => {
-                    self.line("* BYE Server shutting down.");
+                    self.line(&responses::BYE_SHUTDOWN.untagged());
                     self.flush().await?;
                     return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "shutdown"));
                 }
