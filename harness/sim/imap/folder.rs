@@ -231,17 +231,26 @@ impl FolderIndex {
 
     /// Rescans `new/` and `cur/` if they changed; returns whether anything changed.
     pub fn refresh(&mut self) -> Result<bool, SimError> {
-        if let Some((n, c, at)) = self.scanned {
-            let now_n = fs::metadata(self.dir.join("new")).and_then(|m| m.modified());
-            let now_c = fs::metadata(self.dir.join("cur")).and_then(|m| m.modified());
-            if let (Ok(now_n), Ok(now_c)) = (now_n, now_c) {
-                let settled = |t: SystemTime| t + MTIME_SETTLE < at;
-                if now_n == n && now_c == c && settled(n) && settled(c) {
-                    return Ok(false);
-                }
-            }
+        if !self.stale() {
+            return Ok(false);
         }
         self.scan(None)
+    }
+
+    /// Whether `new/` or `cur/` may have changed since the last scan (two `stat` calls).
+    pub fn stale(&self) -> bool {
+        let Some((n, c, at)) = self.scanned else {
+            return true;
+        };
+        let now_n = fs::metadata(self.dir.join("new")).and_then(|m| m.modified());
+        let now_c = fs::metadata(self.dir.join("cur")).and_then(|m| m.modified());
+        match (now_n, now_c) {
+            (Ok(now_n), Ok(now_c)) => {
+                let settled = |t: SystemTime| t + MTIME_SETTLE < at;
+                !(now_n == n && now_c == c && settled(n) && settled(c))
+            }
+            _ => true,
+        }
     }
 
     /// Reads both directories and reconciles the entries; `known` seeds UIDs from the map file.
@@ -510,7 +519,14 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// The index of the folder at `dir`, opened on first use.
+    /// The index of the folder at `dir` if it is open already, without waiting: `None` also
+    /// when another session holds the registry (opening a folder, which may take a while).
+    pub fn cached(&self, dir: &Path) -> Option<Arc<Mutex<FolderIndex>>> {
+        self.folders.try_lock().ok()?.get(dir).cloned()
+    }
+
+    /// The index of the folder at `dir`, opened on first use. Blocking: a first open scans
+    /// the whole folder, under the registry's lock so that one UID map is written per folder.
     pub fn open(&self, dir: &Path) -> Result<Arc<Mutex<FolderIndex>>, SimError> {
         let mut map = lock(&self.folders);
         if let Some(f) = map.get(dir) {

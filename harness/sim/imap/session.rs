@@ -3,6 +3,12 @@
 //! Replies follow Exchange Online's wording where it is public (`LOGIN completed.`,
 //! `NO AUTHENTICATE failed.`, the XOAUTH2 failure challenge); everything malformed gets a
 //! tagged `BAD` (untagged when not even a tag could be read) and the session goes on.
+//!
+//! Blocking work: what reads whole folders (opening an index, a rescan, SEARCH, creating a
+//! mailbox's folders at login) runs on tokio's blocking threads. Per-message file operations
+//! (FETCH reads, STORE renames, EXPUNGE unlinks) stay on the session's thread: each is one small
+//! file operation between writes of the response, and a thread hop per message would cost
+//! about as much as the operation itself.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -24,6 +30,7 @@ use super::parse::{
     StoreMode, MAX_LINE,
 };
 use super::{responses, ImapShared};
+use crate::sim::SimError;
 
 /// A mailbox folder as Exchange Online names it, with its Maildir++ directory and SPECIAL-USE flag.
 #[derive(Debug, Clone, Copy)]
@@ -491,7 +498,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.line(&responses::completed(tag, "CAPABILITY"));
             }
             Command::Noop | Command::Check => {
-                self.sync(true);
+                self.sync(true).await;
                 let name = if matches!(cmd, Command::Noop) {
                     "NOOP"
                 } else {
@@ -528,21 +535,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Login(user, pass) => {
                 let user = String::from_utf8_lossy(&user).to_ascii_lowercase();
                 if self.shared.credentials.check_password(&user, &pass) {
-                    self.log_in(tag, user, "LOGIN");
+                    self.log_in(tag, user, "LOGIN").await;
                 } else {
                     tracing::info!("IMAP LOGIN failed for {user}");
                     self.line(&responses::failed(tag, "LOGIN"));
                 }
             }
             Command::Authenticate(mech, initial) => self.authenticate(tag, &mech, initial).await?,
-            Command::Select(name, read_only) => self.select(tag, &name, read_only),
+            Command::Select(name, read_only) => self.select(tag, &name, read_only).await,
             Command::List {
                 reference,
                 patterns,
                 special_only,
                 lsub,
             } => self.list(tag, &reference, &patterns, special_only, lsub),
-            Command::Status(name, items) => self.status(tag, &name, &items),
+            Command::Status(name, items) => self.status(tag, &name, &items).await,
             Command::Subscribe(name) => {
                 if find_folder(&name).is_some() {
                     self.line(&responses::completed(tag, "SUBSCRIBE"));
@@ -566,8 +573,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let name = if close { "CLOSE" } else { "UNSELECT" };
                 self.line(&responses::completed(tag, name));
             }
-            Command::Expunge(set) => self.expunge(tag, set),
-            Command::Search(uid, key) => self.search(tag, uid, &key),
+            Command::Expunge(set) => self.expunge(tag, set).await,
+            Command::Search(uid, key) => self.search(tag, uid, key).await,
             Command::Fetch(uid, set, atts) => self.fetch(tag, uid, &set, atts).await?,
             Command::Store {
                 uid,
@@ -584,29 +591,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(Flow::Continue)
     }
 
-    /// Marks the session authenticated and makes sure the mailbox's folders exist on disk.
-    fn log_in(&mut self, tag: &str, user: String, verb: &str) {
+    /// Marks the session authenticated and makes sure the mailbox's folders exist on disk
+    /// (on a blocking thread: up to 15 directories and 4 files are created).
+    async fn log_in(&mut self, tag: &str, user: String, verb: &str) {
         let Some(base) = mailbox_dir(&self.shared.maildir_root, &user) else {
             self.line(&responses::failed(tag, verb));
             return;
         };
-        for f in &FOLDERS {
-            let d = base.join(f.dir);
-            let made = ["cur", "new", "tmp"]
-                .iter()
-                .try_for_each(|s| std::fs::create_dir_all(d.join(s)))
-                .and_then(|_| {
-                    if f.dir.is_empty() || d.join("maildirfolder").exists() {
-                        Ok(())
-                    } else {
-                        std::fs::File::create(d.join("maildirfolder")).map(|_| ())
-                    }
-                });
-            if let Err(e) = made {
-                tracing::error!("IMAP: creating folder {}: {e}", d.display());
-                self.line(&responses::PREPARE_FAILED.tagged(tag));
-                return;
-            }
+        let made = tokio::task::spawn_blocking(move || prepare_folders(&base))
+            .await
+            .unwrap_or_else(|e| Err(format!("the folder thread failed: {e}")));
+        if let Err(e) = made {
+            tracing::error!("IMAP: {e}");
+            self.line(&responses::PREPARE_FAILED.tagged(tag));
+            return;
         }
         tracing::info!("IMAP {verb} as {user}");
         self.user = Some(user);
@@ -663,7 +661,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 (authz_ok && self.shared.credentials.check_password(&user, pass)).then_some(user)
             });
             match ok_user {
-                Some(u) => self.log_in(tag, u, "AUTHENTICATE"),
+                Some(u) => self.log_in(tag, u, "AUTHENTICATE").await,
                 None => self.line(&responses::failed(tag, "AUTHENTICATE")),
             }
             return Ok(());
@@ -685,7 +683,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         });
         if let Some((user, token)) = parsed {
             if self.shared.credentials.check_token(&user, &token) {
-                self.log_in(tag, user, "AUTHENTICATE");
+                self.log_in(tag, user, "AUTHENTICATE").await;
                 return Ok(());
             }
             tracing::info!("IMAP XOAUTH2 failed for {user}");
@@ -706,7 +704,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Some(mailbox_dir(&self.shared.maildir_root, user)?.join(f.dir))
     }
 
-    fn open_folder(
+    /// The folder's index, opened on first use: a first open reads the whole folder, so it
+    /// runs on a blocking thread; later opens find it in the registry here.
+    async fn open_folder(
         &self,
         name: &str,
     ) -> Result<(&'static FolderDef, Arc<Mutex<FolderIndex>>), String> {
@@ -714,32 +714,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let dir = self
             .folder_dir(f)
             .ok_or_else(|| responses::NOT_FOUND.text.to_string())?;
-        let idx = self.shared.registry.open(&dir).map_err(|e| {
+        if let Some(idx) = self.shared.registry.cached(&dir) {
+            return Ok((f, idx));
+        }
+        let shared = self.shared.clone();
+        let d = dir.clone();
+        let opened = tokio::task::spawn_blocking(move || shared.registry.open(&d))
+            .await
+            .unwrap_or_else(|e| Err(SimError::Internal(format!("the folder thread failed: {e}"))));
+        let idx = opened.map_err(|e| {
             tracing::error!("IMAP: opening {}: {e}", dir.display());
             responses::cannot_open(name, &e.to_string())
         })?;
         Ok((f, idx))
     }
 
-    fn select(&mut self, tag: &str, name: &str, read_only: bool) {
+    async fn select(&mut self, tag: &str, name: &str, read_only: bool) {
         // RFC 3501: a failed SELECT leaves no folder selected.
         self.selected = None;
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        let (f, index) = match self.open_folder(name) {
+        let (f, index) = match self.open_folder(name).await {
             Ok(v) => v,
             Err(msg) => {
                 self.line(&responses::no(tag, &msg));
                 return;
             }
         };
+        if let Err(e) = refresh(&index).await {
+            tracing::error!("IMAP: {e}");
+            self.line(&responses::server_bug(tag, &e.to_string()));
+            return;
+        }
         let (uids, recent, first_unseen, validity, next) = {
             let mut idx = lock(&index);
-            if let Err(e) = idx.refresh() {
-                drop(idx);
-                tracing::error!("IMAP: {e}");
-                self.line(&responses::server_bug(tag, &e.to_string()));
-                return;
-            }
             let mut recent = HashSet::new();
             for e in idx.entries.iter_mut() {
                 if e.recent {
@@ -815,20 +822,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.line(&responses::completed(tag, verb));
     }
 
-    fn status(&mut self, tag: &str, name: &str, items: &[String]) {
-        let (_, index) = match self.open_folder(name) {
+    async fn status(&mut self, tag: &str, name: &str, items: &[String]) {
+        let (_, index) = match self.open_folder(name).await {
             Ok(v) => v,
             Err(msg) => {
                 self.line(&responses::no(tag, &msg));
                 return;
             }
         };
+        if let Err(e) = refresh(&index).await {
+            tracing::warn!("IMAP STATUS: {e}");
+        }
         let mut parts = Vec::new();
         {
-            let mut idx = lock(&index);
-            if let Err(e) = idx.refresh() {
-                tracing::warn!("IMAP STATUS: {e}");
-            }
+            let idx = lock(&index);
             for it in items {
                 let v = match it.as_str() {
                     "MESSAGES" => idx.entries.len() as u64,
@@ -850,16 +857,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Brings the session's view up to date: new mail (EXISTS/RECENT) and, when allowed,
     /// messages removed by other sessions or readers (EXPUNGE).
-    fn sync(&mut self, expunges: bool) {
+    async fn sync(&mut self, expunges: bool) {
+        let Some(index) = self.selected.as_ref().map(|s| s.index.clone()) else {
+            return;
+        };
+        if let Err(e) = refresh(&index).await {
+            tracing::warn!("IMAP: {e}");
+        }
         let Some(sel) = self.selected.as_mut() else {
             return;
         };
         let mut lines = Vec::new();
         {
             let mut idx = lock(&sel.index);
-            if let Err(e) = idx.refresh() {
-                tracing::warn!("IMAP: {e}");
-            }
             if expunges {
                 for i in (0..sel.uids.len()).rev() {
                     let uid = sel.uids[i];
@@ -889,7 +899,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    fn expunge(&mut self, tag: &str, set: Option<SeqSet>) {
+    async fn expunge(&mut self, tag: &str, set: Option<SeqSet>) {
         let verb = if set.is_some() {
             "UID EXPUNGE"
         } else {
@@ -936,37 +946,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.line(&l);
         }
         if set.is_none() {
-            self.sync(true);
+            self.sync(true).await;
         }
         self.line(&responses::completed(tag, verb));
     }
 
-    fn search(&mut self, tag: &str, uid_mode: bool, key: &SearchKey) {
+    /// SEARCH reads the header or body of every message it tests (the first search of a
+    /// 10,000-message folder reads 10,000 files), so it runs on a blocking thread.
+    async fn search(&mut self, tag: &str, uid_mode: bool, key: SearchKey) {
         let Some(sel) = self.selected.as_ref() else {
             return;
         };
-        let mut hits = Vec::new();
-        {
-            let mut idx = lock(&sel.index);
-            let max_uid = sel.uids.last().copied().unwrap_or(0);
-            let count = sel.uids.len() as u32;
-            for (i, &uid) in sel.uids.iter().enumerate() {
-                let Some(pos) = idx.position(uid) else {
-                    continue;
-                };
-                let ctx = Ctx {
-                    seq: i as u32 + 1,
-                    uid,
-                    pos,
-                    max_uid,
-                    count,
-                    recent: sel.recent.contains(&uid),
-                };
-                if matches(key, &ctx, &mut idx) {
-                    hits.push(if uid_mode { uid } else { ctx.seq });
-                }
-            }
-        }
+        let index = sel.index.clone();
+        let uids = sel.uids.clone();
+        let recent = sel.recent.clone();
+        let hits = tokio::task::spawn_blocking(move || {
+            search_hits(&index, &uids, &recent, &key, uid_mode)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!("IMAP SEARCH: the search thread failed: {e}");
+            Vec::new()
+        });
         let mut line = String::from("* SEARCH");
         for h in hits {
             let _ = write!(line, " {h}");
@@ -1241,7 +1242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return Ok(());
                 }
                 IdleEvent::Tick => {
-                    self.sync(true);
+                    self.sync(true).await;
                     self.flush().await?;
                     if tokio::time::Instant::now() >= deadline {
                         self.line(&responses::BYE_AUTOLOGOUT.untagged());
@@ -1257,6 +1258,74 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
     }
+}
+
+/// Brings a folder's index up to date. Nothing changed (the common case) costs two `stat`
+/// calls, made here; a rescan lists whole directories, so it runs on a blocking thread. The
+/// index stays behind a std mutex (tokio's mini-redis `db.rs` reasoning): its other critical
+/// sections are short and never held across an `.await`.
+async fn refresh(index: &Arc<Mutex<FolderIndex>>) -> Result<(), SimError> {
+    // Busy (another session may be rescanning) or stale: leave it to a blocking thread rather
+    // than wait for the lock here.
+    if let Ok(idx) = index.try_lock() {
+        if !idx.stale() {
+            return Ok(());
+        }
+    }
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || lock(&index).refresh().map(|_| ()))
+        .await
+        .unwrap_or_else(|e| Err(SimError::Internal(format!("the folder thread failed: {e}"))))
+}
+
+/// Creates a mailbox's Maildir++ folders where missing.
+fn prepare_folders(base: &std::path::Path) -> Result<(), String> {
+    for f in &FOLDERS {
+        let d = base.join(f.dir);
+        ["cur", "new", "tmp"]
+            .iter()
+            .try_for_each(|s| std::fs::create_dir_all(d.join(s)))
+            .and_then(|_| {
+                if f.dir.is_empty() || d.join("maildirfolder").exists() {
+                    Ok(())
+                } else {
+                    std::fs::File::create(d.join("maildirfolder")).map(|_| ())
+                }
+            })
+            .map_err(|e| format!("creating folder {}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// The sequence numbers (or UIDs) of the session's messages that match `key`.
+fn search_hits(
+    index: &Mutex<FolderIndex>,
+    uids: &[u32],
+    recent: &HashSet<u32>,
+    key: &SearchKey,
+    uid_mode: bool,
+) -> Vec<u32> {
+    let mut idx = lock(index);
+    let max_uid = uids.last().copied().unwrap_or(0);
+    let count = uids.len() as u32;
+    let mut hits = Vec::new();
+    for (i, &uid) in uids.iter().enumerate() {
+        let Some(pos) = idx.position(uid) else {
+            continue;
+        };
+        let ctx = Ctx {
+            seq: i as u32 + 1,
+            uid,
+            pos,
+            max_uid,
+            count,
+            recent: recent.contains(&uid),
+        };
+        if matches(key, &ctx, &mut idx) {
+            hits.push(if uid_mode { uid } else { ctx.seq });
+        }
+    }
+    hits
 }
 
 /// What woke an IDLE wait.
