@@ -473,21 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn dispatch(&mut self, tag: &str, cmd: Command) -> io::Result<Flow> {
-        let authed = self.user.is_some();
-        let selected = self.selected.is_some();
-        let state_ok = match &cmd {
-            Command::Capability | Command::Noop | Command::Logout | Command::Id => true,
-            Command::StartTls | Command::Login(..) | Command::Authenticate(..) => !authed,
-            Command::Check
-            | Command::Close
-            | Command::Unselect
-            | Command::Expunge(_)
-            | Command::Search(..)
-            | Command::Fetch(..)
-            | Command::Store { .. } => selected,
-            _ => authed,
-        };
-        if !state_ok {
+        if !self.allowed(&cmd) {
             self.line(&responses::INVALID_STATE.tagged(tag));
             return Ok(Flow::Continue);
         }
@@ -524,23 +510,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.line(&responses::namespace());
                 self.line(&responses::completed(tag, "NAMESPACE"));
             }
-            Command::StartTls => {
-                if self.tls || self.shared.tls.is_none() {
-                    self.line(&responses::STARTTLS_UNAVAILABLE.tagged(tag));
-                } else {
-                    self.line(&responses::BEGIN_TLS.tagged(tag));
-                    return Ok(Flow::StartTls);
-                }
-            }
-            Command::Login(user, pass) => {
-                let user = String::from_utf8_lossy(&user).to_ascii_lowercase();
-                if self.shared.credentials.check_password(&user, &pass) {
-                    self.log_in(tag, user, "LOGIN").await;
-                } else {
-                    tracing::info!("IMAP LOGIN failed for {user}");
-                    self.line(&responses::failed(tag, "LOGIN"));
-                }
-            }
+            Command::StartTls => return Ok(self.starttls(tag)),
+            Command::Login(user, pass) => self.login(tag, &user, &pass).await,
             Command::Authenticate(mech, initial) => self.authenticate(tag, &mech, initial).await?,
             Command::Select(name, read_only) => self.select(tag, &name, read_only).await,
             Command::List {
@@ -557,22 +528,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.line(&responses::NOT_FOUND.tagged(tag));
                 }
             }
-            Command::Close | Command::Unselect => {
-                let close = matches!(cmd, Command::Close);
-                if close {
-                    if let Some(sel) = &self.selected {
-                        if !sel.read_only {
-                            let all: Vec<u32> = sel.uids.clone();
-                            if let Err(e) = expunge_deleted(sel, &all) {
-                                tracing::warn!("IMAP CLOSE: {e}");
-                            }
-                        }
-                    }
-                }
-                self.selected = None;
-                let name = if close { "CLOSE" } else { "UNSELECT" };
-                self.line(&responses::completed(tag, name));
-            }
+            Command::Close => self.close(tag, true),
+            Command::Unselect => self.close(tag, false),
             Command::Expunge(set) => self.expunge(tag, set).await,
             Command::Search(uid, key) => self.search(tag, uid, key).await,
             Command::Fetch(uid, set, atts) => self.fetch(tag, uid, &set, atts).await?,
@@ -589,6 +546,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Whether the command is valid in the session's state (RFC 3501 §3, §6).
+    fn allowed(&self, cmd: &Command) -> bool {
+        let authed = self.user.is_some();
+        let selected = self.selected.is_some();
+        match cmd {
+            Command::Capability | Command::Noop | Command::Logout | Command::Id => true,
+            Command::StartTls | Command::Login(..) | Command::Authenticate(..) => !authed,
+            Command::Check
+            | Command::Close
+            | Command::Unselect
+            | Command::Expunge(_)
+            | Command::Search(..)
+            | Command::Fetch(..)
+            | Command::Store { .. } => selected,
+            _ => authed,
+        }
+    }
+
+    fn starttls(&mut self, tag: &str) -> Flow {
+        if self.tls || self.shared.tls.is_none() {
+            self.line(&responses::STARTTLS_UNAVAILABLE.tagged(tag));
+            Flow::Continue
+        } else {
+            self.line(&responses::BEGIN_TLS.tagged(tag));
+            Flow::StartTls
+        }
+    }
+
+    async fn login(&mut self, tag: &str, user: &[u8], pass: &[u8]) {
+        let user = String::from_utf8_lossy(user).to_ascii_lowercase();
+        if self.shared.credentials.check_password(&user, pass) {
+            self.log_in(tag, user, "LOGIN").await;
+        } else {
+            tracing::info!("IMAP LOGIN failed for {user}");
+            self.line(&responses::failed(tag, "LOGIN"));
+        }
+    }
+
+    /// CLOSE (expunges `\Deleted` messages unless read-only) or UNSELECT (does not).
+    fn close(&mut self, tag: &str, close: bool) {
+        if close {
+            if let Some(sel) = &self.selected {
+                if !sel.read_only {
+                    let all: Vec<u32> = sel.uids.clone();
+                    if let Err(e) = expunge_deleted(sel, &all) {
+                        tracing::warn!("IMAP CLOSE: {e}");
+                    }
+                }
+            }
+        }
+        self.selected = None;
+        let name = if close { "CLOSE" } else { "UNSELECT" };
+        self.line(&responses::completed(tag, name));
     }
 
     /// Marks the session authenticated and makes sure the mailbox's folders exist on disk
@@ -1066,33 +1078,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if uid_mode && !atts.contains(&FetchAtt::Uid) {
             atts.insert(0, FetchAtt::Uid);
         }
-        let marks_seen = !sel.read_only
-            && atts.iter().any(|a| {
-                matches!(
-                    a,
-                    FetchAtt::Body { peek: false, .. } | FetchAtt::Rfc822 | FetchAtt::Rfc822Text
-                )
-            });
-        let needs_body = atts.iter().any(|a| {
-            matches!(
-                a,
-                FetchAtt::Body {
-                    section: Section::Full | Section::Text,
-                    ..
-                } | FetchAtt::Rfc822
-                    | FetchAtt::Rfc822Text
-            )
-        });
-        let needs_header = atts.iter().any(|a| {
-            matches!(
-                a,
-                FetchAtt::Body {
-                    section: Section::Header | Section::HeaderFields { .. },
-                    ..
-                } | FetchAtt::Rfc822Header
-            )
-        });
-        let needs_size = atts.contains(&FetchAtt::Size);
+        let needs = Needs::of(&atts, sel.read_only);
         let index = sel.index.clone();
         let mut failed = None;
         for (seq, uid) in targets {
@@ -1100,106 +1086,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 .selected
                 .as_ref()
                 .is_some_and(|s| s.recent.contains(&uid));
-            // Gather what the index knows, under its lock; read bodies without it.
-            let gathered = {
-                let mut idx = lock(&index);
-                gather(&mut idx, uid, marks_seen, needs_header, needs_size)
-            };
-            let g = match gathered {
-                Ok(Some(g)) => g,
+            match fetch_one(&index, uid, &atts, &needs, recent) {
+                Ok(Some(items)) => self.fetch_response(seq, &items),
                 // Expunged by another session since this one last synced.
                 Ok(None) => continue,
                 Err(e) => {
                     failed.get_or_insert(e);
                     continue;
                 }
-            };
-            let body = if needs_body {
-                match read_body(&index, uid, &g.path) {
-                    Ok(Some(b)) => Some(b),
-                    Ok(None) => continue,
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        continue;
-                    }
-                }
-            } else {
-                None
-            };
-            let mut items: Vec<Vec<u8>> = Vec::with_capacity(atts.len() + 1);
-            for a in &atts {
-                let mut item = Vec::new();
-                match a {
-                    FetchAtt::Uid => item.extend_from_slice(format!("UID {uid}").as_bytes()),
-                    FetchAtt::Flags => item.extend_from_slice(
-                        format!("FLAGS {}", flags_text(g.flags, recent)).as_bytes(),
-                    ),
-                    FetchAtt::InternalDate => item.extend_from_slice(
-                        format!("INTERNALDATE {}", internal_date(g.internal)).as_bytes(),
-                    ),
-                    FetchAtt::Size => item.extend_from_slice(
-                        format!("RFC822.SIZE {}", g.size.unwrap_or(0)).as_bytes(),
-                    ),
-                    FetchAtt::Rfc822 => {
-                        literal(&mut item, "RFC822", body.as_deref().unwrap_or_default())
-                    }
-                    FetchAtt::Rfc822Header => literal(
-                        &mut item,
-                        "RFC822.HEADER",
-                        g.header.as_deref().unwrap_or_default(),
-                    ),
-                    FetchAtt::Rfc822Text => {
-                        let b = body.as_deref().unwrap_or_default();
-                        literal(
-                            &mut item,
-                            "RFC822.TEXT",
-                            &b[header_len(b).unwrap_or(b.len())..],
-                        )
-                    }
-                    FetchAtt::Body {
-                        section, partial, ..
-                    } => {
-                        let hdr = g.header.as_deref().unwrap_or_default();
-                        let b = body.as_deref().unwrap_or_default();
-                        let (spec, data): (String, std::borrow::Cow<'_, [u8]>) = match section {
-                            Section::Full => (String::new(), b.into()),
-                            Section::Text => {
-                                ("TEXT".into(), b[header_len(b).unwrap_or(b.len())..].into())
-                            }
-                            Section::Header => ("HEADER".into(), hdr.into()),
-                            Section::HeaderFields { names, not } => (
-                                format!(
-                                    "HEADER.FIELDS{} ({})",
-                                    if *not { ".NOT" } else { "" },
-                                    names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ")
-                                ),
-                                select_fields(hdr, names, *not).into(),
-                            ),
-                        };
-                        let (name, data) = match partial {
-                            None => (format!("BODY[{spec}]"), &data[..]),
-                            Some((origin, count)) => {
-                                let s = (*origin as usize).min(data.len());
-                                let e = s.saturating_add(*count as usize).min(data.len());
-                                (format!("BODY[{spec}]<{origin}>"), &data[s..e])
-                            }
-                        };
-                        literal(&mut item, &name, data);
-                    }
-                }
-                items.push(item);
             }
-            if g.seen_changed && !atts.contains(&FetchAtt::Flags) {
-                items.push(format!("FLAGS {}", flags_text(g.flags, recent)).into_bytes());
-            }
-            self.push(&format!("* {seq} FETCH ("));
-            for (i, it) in items.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(b' ');
-                }
-                self.out.extend_from_slice(it);
-            }
-            self.out.extend_from_slice(b")\r\n");
             self.maybe_flush().await?;
         }
         match failed {
@@ -1213,6 +1108,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
         }
         Ok(())
+    }
+
+    /// `* <seq> FETCH (<item> <item> ...)` (RFC 3501 §7.4.2).
+    fn fetch_response(&mut self, seq: usize, items: &[Vec<u8>]) {
+        self.push(&format!("* {seq} FETCH ("));
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b' ');
+            }
+            self.out.extend_from_slice(it);
+        }
+        self.out.extend_from_slice(b")\r\n");
     }
 
     async fn idle(&mut self, tag: &str) -> io::Result<()> {
@@ -1333,6 +1240,145 @@ enum IdleEvent {
     Line(Line),
     Tick,
     Shutdown,
+}
+
+/// What a FETCH needs from each message, worked out once per command.
+struct Needs {
+    /// A non-PEEK body section on a read-write folder sets `\Seen` (RFC 3501 §6.4.5).
+    marks_seen: bool,
+    body: bool,
+    header: bool,
+    size: bool,
+}
+
+impl Needs {
+    fn of(atts: &[FetchAtt], read_only: bool) -> Needs {
+        let any = |f: fn(&FetchAtt) -> bool| atts.iter().any(f);
+        Needs {
+            marks_seen: !read_only
+                && any(|a| {
+                    matches!(
+                        a,
+                        FetchAtt::Body { peek: false, .. }
+                            | FetchAtt::Rfc822
+                            | FetchAtt::Rfc822Text
+                    )
+                }),
+            body: any(|a| {
+                matches!(
+                    a,
+                    FetchAtt::Body {
+                        section: Section::Full | Section::Text,
+                        ..
+                    } | FetchAtt::Rfc822
+                        | FetchAtt::Rfc822Text
+                )
+            }),
+            header: any(|a| {
+                matches!(
+                    a,
+                    FetchAtt::Body {
+                        section: Section::Header | Section::HeaderFields { .. },
+                        ..
+                    } | FetchAtt::Rfc822Header
+                )
+            }),
+            size: atts.contains(&FetchAtt::Size),
+        }
+    }
+}
+
+/// The FETCH items of one message; `Ok(None)` when it was expunged meanwhile.
+fn fetch_one(
+    index: &Mutex<FolderIndex>,
+    uid: u32,
+    atts: &[FetchAtt],
+    needs: &Needs,
+    recent: bool,
+) -> Result<Option<Vec<Vec<u8>>>, String> {
+    // Gather what the index knows, under its lock; read bodies without it.
+    let gathered = {
+        let mut idx = lock(index);
+        gather(&mut idx, uid, needs.marks_seen, needs.header, needs.size)?
+    };
+    let Some(g) = gathered else {
+        return Ok(None);
+    };
+    let body = if needs.body {
+        match read_body(index, uid, &g.path)? {
+            Some(b) => Some(b),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
+    let mut items: Vec<Vec<u8>> = Vec::with_capacity(atts.len() + 1);
+    for a in atts {
+        items.push(fetch_item(
+            a,
+            uid,
+            &g,
+            body.as_deref().unwrap_or_default(),
+            recent,
+        ));
+    }
+    if g.seen_changed && !atts.contains(&FetchAtt::Flags) {
+        items.push(format!("FLAGS {}", flags_text(g.flags, recent)).into_bytes());
+    }
+    Ok(Some(items))
+}
+
+/// One FETCH item (RFC 3501 §7.4.2).
+fn fetch_item(a: &FetchAtt, uid: u32, g: &Gathered, body: &[u8], recent: bool) -> Vec<u8> {
+    let mut item = Vec::new();
+    let text = |b: &[u8]| header_len(b).unwrap_or(b.len());
+    match a {
+        FetchAtt::Uid => item.extend_from_slice(format!("UID {uid}").as_bytes()),
+        FetchAtt::Flags => {
+            item.extend_from_slice(format!("FLAGS {}", flags_text(g.flags, recent)).as_bytes())
+        }
+        FetchAtt::InternalDate => {
+            item.extend_from_slice(format!("INTERNALDATE {}", internal_date(g.internal)).as_bytes())
+        }
+        FetchAtt::Size => {
+            item.extend_from_slice(format!("RFC822.SIZE {}", g.size.unwrap_or(0)).as_bytes())
+        }
+        FetchAtt::Rfc822 => literal(&mut item, "RFC822", body),
+        FetchAtt::Rfc822Header => literal(
+            &mut item,
+            "RFC822.HEADER",
+            g.header.as_deref().unwrap_or_default(),
+        ),
+        FetchAtt::Rfc822Text => literal(&mut item, "RFC822.TEXT", &body[text(body)..]),
+        FetchAtt::Body {
+            section, partial, ..
+        } => {
+            let hdr = g.header.as_deref().unwrap_or_default();
+            let (spec, data): (String, std::borrow::Cow<'_, [u8]>) = match section {
+                Section::Full => (String::new(), body.into()),
+                Section::Text => ("TEXT".into(), body[text(body)..].into()),
+                Section::Header => ("HEADER".into(), hdr.into()),
+                Section::HeaderFields { names, not } => (
+                    format!(
+                        "HEADER.FIELDS{} ({})",
+                        if *not { ".NOT" } else { "" },
+                        names.iter().map(|n| quote(n)).collect::<Vec<_>>().join(" ")
+                    ),
+                    select_fields(hdr, names, *not).into(),
+                ),
+            };
+            let (name, data) = match partial {
+                None => (format!("BODY[{spec}]"), &data[..]),
+                Some((origin, count)) => {
+                    let s = (*origin as usize).min(data.len());
+                    let e = s.saturating_add(*count as usize).min(data.len());
+                    (format!("BODY[{spec}]<{origin}>"), &data[s..e])
+                }
+            };
+            literal(&mut item, &name, data);
+        }
+    }
+    item
 }
 
 /// Appends `NAME {n}\r\n<data>`.
