@@ -337,6 +337,17 @@ pub struct Policy {
     connectors: Mutex<BTreeMap<String, Entry>>,
 }
 
+/// A refusal of one recipient.
+fn refused(decision: Decision, rule: Rule, reply: Reply, connector: Option<String>) -> RcptVerdict {
+    RcptVerdict {
+        decision,
+        rule,
+        connector,
+        reply,
+        took_token: false,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -387,57 +398,18 @@ impl Policy {
         &self.clock
     }
 
-    /// Decides one RCPT TO.
+    /// Decides one RCPT TO, in the order of the module comment.
     pub fn evaluate_rcpt(&self, input: &RcptInput<'_>, now: Instant) -> RcptVerdict {
         let ip_text = input.ip.to_string();
         let v4 = as_v4(input.ip);
-        let reject = |decision, rule, reply, connector: Option<String>| RcptVerdict {
-            decision,
-            rule,
-            connector,
-            reply,
-            took_token: false,
-        };
-
-        if input.accepted_so_far >= self.cfg.front_end.max_recipients {
-            return reject(
-                Decision::Deferred,
-                Rule::TooManyRecipients,
-                replies::TOO_MANY_RECIPIENTS.reply(),
-                None,
-            );
-        }
-        if v4.is_some_and(|ip| self.banned.contains(&ip)) {
-            return reject(
-                Decision::Rejected,
-                Rule::BannedIp,
-                replies::banned_ip(&ip_text),
-                None,
-            );
-        }
-        if v4.is_some_and(|ip| self.reputation.contains(&ip)) {
-            return reject(
-                Decision::RateLimited,
-                Rule::IpReputation,
-                replies::reputation_limited(&ip_text, &self.cfg.reputation.s_code),
-                None,
-            );
-        }
-
         let rcpt = input.rcpt.to_ascii_lowercase();
-        let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if !self.domains.contains(domain) {
-            return reject(
-                Decision::Rejected,
-                Rule::TenantAttribution,
-                replies::TENANT_ATTRIBUTION.reply(),
-                None,
-            );
+        if let Some((decision, rule, reply)) = self.refuse_early(input, v4, &ip_text, &rcpt) {
+            return refused(decision, rule, reply, None);
         }
 
         let (restricting, matched) = self.connectors_for(v4, input.sender_domain, now);
         if let Some(name) = restricting {
-            return reject(
+            return refused(
                 Decision::Rejected,
                 Rule::ConnectorRestriction,
                 replies::TENANT_INBOUND_ATTRIBUTION.reply(),
@@ -446,7 +418,7 @@ impl Policy {
         }
         if let Some((name, true)) = &matched {
             if !input.tls {
-                return reject(
+                return refused(
                     Decision::TlsRequired,
                     Rule::ConnectorRequiresTls,
                     replies::tls_required(&self.cfg.connectors.tls_required_reply),
@@ -457,14 +429,65 @@ impl Policy {
         let connector = matched.map(|(name, _)| name);
 
         if !self.mailboxes.contains(&rcpt) {
-            return reject(
+            return refused(
                 Decision::Rejected,
                 Rule::RecipientNotFound,
                 replies::RECIPIENT_NOT_FOUND.reply(),
                 connector,
             );
         }
+        self.accept_or_throttle(input, connector, &ip_text, now)
+    }
 
+    /// Steps 1–4: what refuses a recipient before connectors are looked at.
+    fn refuse_early(
+        &self,
+        input: &RcptInput<'_>,
+        v4: Option<Ipv4Addr>,
+        ip_text: &str,
+        rcpt: &str,
+    ) -> Option<(Decision, Rule, Reply)> {
+        if input.accepted_so_far >= self.cfg.front_end.max_recipients {
+            return Some((
+                Decision::Deferred,
+                Rule::TooManyRecipients,
+                replies::TOO_MANY_RECIPIENTS.reply(),
+            ));
+        }
+        if v4.is_some_and(|ip| self.banned.contains(&ip)) {
+            return Some((
+                Decision::Rejected,
+                Rule::BannedIp,
+                replies::banned_ip(ip_text),
+            ));
+        }
+        if v4.is_some_and(|ip| self.reputation.contains(&ip)) {
+            return Some((
+                Decision::RateLimited,
+                Rule::IpReputation,
+                replies::reputation_limited(ip_text, &self.cfg.reputation.s_code),
+            ));
+        }
+        let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if !self.domains.contains(domain) {
+            return Some((
+                Decision::Rejected,
+                Rule::TenantAttribution,
+                replies::TENANT_ATTRIBUTION.reply(),
+            ));
+        }
+        None
+    }
+
+    /// Step 8: an existing mailbox is accepted through a matching connector, with throttling
+    /// off, on the transaction's token, or on a new token from the source IP's bucket.
+    fn accept_or_throttle(
+        &self,
+        input: &RcptInput<'_>,
+        connector: Option<String>,
+        ip_text: &str,
+        now: Instant,
+    ) -> RcptVerdict {
         let ok = |rule, took_token, connector| RcptVerdict {
             decision: Decision::Accepted,
             rule,
@@ -488,10 +511,10 @@ impl Policy {
         if bucket.take(&self.cfg.throttle, now) {
             return ok(Rule::ThrottleTokenTaken, true, None);
         }
-        reject(
+        refused(
             Decision::Throttled,
             Rule::IpThrottle,
-            replies::throttled(&ip_text, &self.cfg.throttle.as_code),
+            replies::throttled(ip_text, &self.cfg.throttle.as_code),
             None,
         )
     }
