@@ -12,10 +12,13 @@
 //! Replies mirror the EOP samples in the reference ("Greeting and EHLO of an EOP front end"); every
 //! one of them is named in the table in `reply.rs`.
 //!
-//! Trace records of transactions that end here (refusals, abandoned transactions) are written on
-//! a blocking thread, not on the event loop: the trace file's lock is shared with the delivery
-//! thread, whose flush (and `fsync`, when on) can hold it for milliseconds. They are written
-//! before the reply that follows them goes out, so a client that sees the reply finds the record.
+//! Trace records of transactions that end here (refusals, abandoned transactions) are written
+//! before the reply that follows them goes out, so a client that sees the reply finds the record;
+//! the replies of one read share one write. Without `delivery.fsync` that write stays on the event
+//! loop: it is a write to the page cache under the trace's std mutex, which no holder keeps across
+//! an `fsync` (see `trace.rs`), and moving it to a blocking thread cost more than it saved (refused
+//! transactions one at a time: 8 → 17–26 µs of server CPU each, 36k → 25k per second,
+//! benches/sim_ab.sh). With `fsync` it runs on a blocking thread: a sync takes milliseconds.
 
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +38,7 @@ use super::reply::{self as replies, rfc3339_ms, trailer};
 use super::store::{self, Folder, StampInput};
 use super::tls;
 use super::trace::{RecipientTrace, TlsInfo, TraceRecord};
-use super::Shared;
+use super::{Shared, SimError};
 use crate::reply::Reply;
 
 /// Longest command line accepted, CRLF included (smtp-proto's own limit for split lines).
@@ -307,7 +310,8 @@ impl Session {
         write_out(io, out).await
     }
 
-    /// Writes the pending trace records on a blocking thread (see the module comment).
+    /// Writes the pending trace records (see the module comment): here when that is a write to
+    /// the page cache, on a blocking thread when it ends with an `fsync`.
     async fn write_trace(&mut self) {
         if self.pending_trace.is_empty() {
             return;
@@ -315,10 +319,17 @@ impl Session {
         let records = std::mem::take(&mut self.pending_trace);
         let n = records.len() as u64;
         let trace = self.shared.trace.clone();
-        match tokio::task::spawn_blocking(move || trace.append_all_now(&records)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("message trace: {e}"),
-            Err(e) => tracing::error!("message trace: the writing thread failed: {e}"),
+        let written = if trace.syncs() {
+            tokio::task::spawn_blocking(move || trace.append_all_now(&records))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SimError::Internal(format!("the trace thread failed: {e}")))
+                })
+        } else {
+            trace.append_all_now(&records)
+        };
+        if let Err(e) = written {
+            tracing::error!("message trace: {e}");
         }
         self.shared
             .stats

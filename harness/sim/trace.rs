@@ -121,11 +121,17 @@ pub struct TraceRecord {
 }
 
 /// The append-only JSONL trace file.
+///
+/// Writers (the delivery thread, SMTP sessions) share one buffered writer behind a std mutex:
+/// a critical section is a record's serialization into memory or a write of the buffer to the
+/// page cache, short and never held across an `.await`. The `fsync` (when on) is made outside
+/// the lock, on a second handle to the file, so no writer waits on the disk for another's sync.
 #[derive(Debug)]
 pub struct TraceLog {
     path: PathBuf,
     file: Mutex<BufWriter<File>>,
-    sync: bool,
+    /// The same open file, for `sync_data` without the writer's lock (`None` without fsync).
+    sync: Option<File>,
 }
 
 impl TraceLog {
@@ -136,6 +142,13 @@ impl TraceLog {
             .append(true)
             .open(path)
             .map_err(|e| SimError::io(format!("opening trace file {}", path.display()), e))?;
+        let sync =
+            match sync {
+                true => Some(file.try_clone().map_err(|e| {
+                    SimError::io(format!("opening trace file {}", path.display()), e)
+                })?),
+                false => None,
+            };
         Ok(TraceLog {
             path: path.to_path_buf(),
             file: Mutex::new(BufWriter::with_capacity(256 * 1024, file)),
@@ -146,6 +159,11 @@ impl TraceLog {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether every flush ends with an `fsync` (`delivery.fsync`).
+    pub fn syncs(&self) -> bool {
+        self.sync.is_some()
     }
 
     /// Buffers one record; it reaches the file at the next `flush`.
@@ -163,8 +181,8 @@ impl TraceLog {
         self.append_all_now(std::slice::from_ref(record))
     }
 
-    /// Writes records and flushes once. Blocking (a write, and `fsync` when on): async callers
-    /// run it on a blocking thread (the SMTP session does, `spawn_blocking`).
+    /// Writes records and flushes once: a write to the page cache, and an `fsync` when on, which
+    /// async callers make on a blocking thread (the SMTP session does).
     pub fn append_all_now(&self, records: &[TraceRecord]) -> Result<(), SimError> {
         for r in records {
             self.append(r)?;
@@ -174,11 +192,13 @@ impl TraceLog {
 
     /// Flushes buffered records to the file (and to disk when `fsync` is on).
     pub fn flush(&self) -> Result<(), SimError> {
-        let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        f.flush()
+        self.file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush()
             .map_err(|e| SimError::io(format!("flushing trace file {}", self.path.display()), e))?;
-        if self.sync {
-            f.get_ref().sync_data().map_err(|e| {
+        if let Some(f) = &self.sync {
+            f.sync_data().map_err(|e| {
                 SimError::io(format!("syncing trace file {}", self.path.display()), e)
             })?;
         }
