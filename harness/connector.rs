@@ -4,9 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::scenario::model::ConnectorAction;
 use crate::scenario::plan::PlannedChange;
-use crate::scenario::types::ConnectorCidr;
+use crate::vocab::{ConnectorAction, ConnectorCidr};
 
 /// Quotes a value for PowerShell (single quotes; a quote inside is doubled).
 fn ps_quote(s: &str) -> String {
@@ -485,7 +484,7 @@ pub fn instructions_text(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::model::{ApplyMethod, WaitMethod};
+    use crate::vocab::{ApplyMethod, WaitMethod};
 
     fn change(action: ConnectorAction) -> PlannedChange {
         PlannedChange {

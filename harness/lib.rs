@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod connector;
 pub mod dns;
+pub mod endpoint;
 pub mod observe;
 pub mod ops;
 pub mod record;
@@ -15,4 +16,8 @@ pub mod scenario;
 pub mod send;
 pub mod signal;
 pub mod sim;
+pub mod stats;
 pub mod text;
+mod trust;
+pub mod vocab;
+pub mod wire;

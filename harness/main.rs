@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mailharness::scenario::{self, Diagnostics};
+use mailharness::vocab::{ErrorClass, RunVerdict};
 
 /// Exit code: usage or configuration error.
 const EXIT_CONFIG: u8 = 2;
@@ -74,10 +75,10 @@ enum Command {
         #[arg(long)]
         target: Option<PathBuf>,
         /// How long to keep polling for missing mail (default: one pass).
-        #[arg(long, value_parser = mailharness::scenario::types::parse_duration_arg)]
+        #[arg(long, value_parser = mailharness::vocab::parse_duration_arg)]
         deadline: Option<std::time::Duration>,
         /// Pause between polls (default: the target's [observe] poll_interval).
-        #[arg(long, value_parser = mailharness::scenario::types::parse_duration_arg)]
+        #[arg(long, value_parser = mailharness::vocab::parse_duration_arg)]
         poll_interval: Option<std::time::Duration>,
         /// Delete this run's messages afterwards (only this run's; nothing else is touched).
         #[arg(long)]
@@ -425,17 +426,17 @@ fn run(scenarios: &[PathBuf], target: Option<&Path>, reports: &Path, progress: b
                     print_verdict(&out.summary, &out.run_dir);
                     if out.summary.error.is_some() || out.summary.interrupted {
                         EXIT_INFRA
-                    } else if out.summary.verdict == "pass" {
+                    } else if out.summary.verdict == RunVerdict::Pass {
                         EXIT_PASS
                     } else {
                         EXIT_FAIL
                     }
                 }
-                Err(mailharness::run::RunError::Config(e)) => {
+                Err(e) if e.class() == ErrorClass::Config => {
                     eprintln!("error: {e}");
                     EXIT_CONFIG
                 }
-                Err(mailharness::run::RunError::Infra(e)) => {
+                Err(e) => {
                     eprintln!("error: could not run {}: {e}", s.src.path.display());
                     EXIT_INFRA
                 }
@@ -465,7 +466,7 @@ fn report(run_dir: &Path) -> ExitCode {
         return ExitCode::from(EXIT_INFRA);
     }
     print_verdict(&summary, run_dir);
-    ExitCode::from(if summary.verdict == "pass" {
+    ExitCode::from(if summary.verdict == RunVerdict::Pass {
         EXIT_PASS
     } else {
         EXIT_FAIL
@@ -480,7 +481,7 @@ fn print_verdict(s: &mailharness::analysis::Summary, run_dir: &Path) {
         if s.interrupted {
             "INTERRUPTED".to_string()
         } else {
-            s.verdict.to_uppercase()
+            s.verdict.as_upper().to_string()
         },
         passed,
         s.expectations.len(),
@@ -582,9 +583,9 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<(), ExitCode> {
 /// Maps an ops error to its message and exit code.
 fn ops_fail(e: mailharness::ops::OpsError) -> ExitCode {
     eprintln!("error: {e}");
-    ExitCode::from(match e {
-        mailharness::ops::OpsError::Config(_) => EXIT_CONFIG,
-        mailharness::ops::OpsError::Infra(_) => EXIT_INFRA,
+    ExitCode::from(match e.class() {
+        ErrorClass::Config => EXIT_CONFIG,
+        ErrorClass::Infra => EXIT_INFRA,
     })
 }
 

@@ -1,99 +1,11 @@
 //! Record types shared by every stage: defined once, here.
 
-use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::types::TlsMode;
-
-/// The outcome class of one attempted message (design notes, "Outcome classes").
-///
-/// Classes key on the enhanced status code and the AS/S token, never on reply wording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutcomeClass {
-    /// The final reply to the end of data was 2xx.
-    Accepted,
-    /// 4.7.500–4.7.699 (except 4.7.650/651): IP throttling, the "ASxxx" family.
-    Throttled,
-    /// 4.7.650/4.7.651: rate limited on IP reputation.
-    RateLimited,
-    /// Any other 4xx.
-    Deferred,
-    /// The receiver requires TLS and the session had none (e.g. 451 5.7.3, 530 5.7.0).
-    TlsRequired,
-    /// A 5xx rejection.
-    Rejected,
-    /// The TLS handshake failed or TLS was required but not offered.
-    TlsFailure,
-    /// The TCP connection could not be made.
-    ConnectFailure,
-    /// The server did not answer in time.
-    Timeout,
-    /// The server broke the protocol or dropped the connection.
-    ProtocolError,
-    /// The run was interrupted before the attempt finished.
-    Interrupted,
-}
-
-impl OutcomeClass {
-    /// Every class, in report order.
-    pub const ALL: [OutcomeClass; 11] = [
-        OutcomeClass::Accepted,
-        OutcomeClass::Throttled,
-        OutcomeClass::RateLimited,
-        OutcomeClass::Deferred,
-        OutcomeClass::TlsRequired,
-        OutcomeClass::Rejected,
-        OutcomeClass::TlsFailure,
-        OutcomeClass::ConnectFailure,
-        OutcomeClass::Timeout,
-        OutcomeClass::ProtocolError,
-        OutcomeClass::Interrupted,
-    ];
-
-    /// The kebab-case name used in files and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeClass::Accepted => "accepted",
-            OutcomeClass::Throttled => "throttled",
-            OutcomeClass::RateLimited => "rate-limited",
-            OutcomeClass::Deferred => "deferred",
-            OutcomeClass::TlsRequired => "tls-required",
-            OutcomeClass::Rejected => "rejected",
-            OutcomeClass::TlsFailure => "tls-failure",
-            OutcomeClass::ConnectFailure => "connect-failure",
-            OutcomeClass::Timeout => "timeout",
-            OutcomeClass::ProtocolError => "protocol-error",
-            OutcomeClass::Interrupted => "interrupted",
-        }
-    }
-}
-
-impl fmt::Display for OutcomeClass {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OutcomeClass {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        OutcomeClass::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = OutcomeClass::ALL.iter().map(|c| c.as_str()).collect();
-                format!(
-                    "unknown outcome `{s}`: expected one of {}",
-                    names.join(", ")
-                )
-            })
-    }
-}
+use crate::vocab::{ApplyMethod, ConnectorAction, OutcomeClass, TargetKind, TlsMode, WaitMethod};
 
 /// Version of the JSONL record schemas below; bump on incompatible change.
 pub const RECORD_SCHEMA: u32 = 1;
@@ -400,15 +312,15 @@ pub struct ObservationRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
     /// The connector action (`create`, `update`, …).
-    pub action: String,
+    pub action: ConnectorAction,
     /// Connector name.
     pub connector: String,
     /// How it was applied (`simulator`, `prompt`, `hook`, `signal-file`).
-    pub apply: String,
+    pub apply: ApplyMethod,
     /// Milliseconds since the run started when the change was applied.
     pub applied_ms: f64,
     /// How the harness waited (`settle` or `poll`).
-    pub wait: String,
+    pub wait: WaitMethod,
     /// For `poll`: milliseconds from applying until the first unthrottled probe; `None` if it never was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_after_ms: Option<f64>,
@@ -449,7 +361,7 @@ pub struct RunRecord {
     /// Target name.
     pub target: String,
     /// `simulator` or `tenant`.
-    pub target_kind: String,
+    pub target_kind: TargetKind,
     /// Wall-clock start; `*_ms` fields elsewhere count from here.
     pub started_at: DateTime<Utc>,
     /// Wall-clock end.

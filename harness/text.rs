@@ -1,5 +1,6 @@
 //! Text that came from outside (server replies, pasted bounces, file contents) on its way to a
-//! terminal or a Markdown file: control characters are shown, never obeyed.
+//! terminal or a Markdown file: control characters are shown, never obeyed. Also where in a
+//! file's text a byte offset is, for errors that name `line:col`.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -40,6 +41,33 @@ pub fn printable_lines(s: &str) -> Cow<'_, str> {
     escape(s, true)
 }
 
+/// 1-based line and column (in characters) of a byte offset into `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// The largest char boundary at or before `i` (clamped to the text's length).
+pub fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// At most `max` characters of `s`, with `…` marking a cut: a peer can send a lot, and an error
+/// message that quotes it should stay readable. Cuts between characters, never inside one.
+pub fn clip(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((cut, _)) => Cow::Owned(format!("{}…", &s[..cut])),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +80,16 @@ mod tests {
         assert_eq!(printable("\u{9b}31m"), "\\x9b31m");
         assert_eq!(printable("x\u{202e}y"), "x\\u{202e}y");
         assert!(matches!(printable("plain text"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn clip_counts_characters_and_marks_the_cut() {
+        assert_eq!(clip("abcdef", 6), "abcdef");
+        assert!(matches!(clip("abcdef", 6), Cow::Borrowed(_)));
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("", 0), "");
+        assert_eq!(clip("x", 0), "…");
+        // Multi-byte characters count once and are never split.
+        assert_eq!(clip("äöü€x", 4), "äöü€…");
     }
 }

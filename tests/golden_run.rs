@@ -24,7 +24,13 @@ fn round_trips<T: DeserializeOwned + Serialize>(file: &Path) -> usize {
         let rec: T = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("{}:{}: {e}", file.display(), i + 1));
         let again = serde_json::to_string(&rec).unwrap();
-        assert_eq!(again, line, "{}:{} changed on a round trip", file.display(), i + 1);
+        assert_eq!(
+            again,
+            line,
+            "{}:{} changed on a round trip",
+            file.display(),
+            i + 1
+        );
         n += 1;
     }
     n
@@ -32,7 +38,10 @@ fn round_trips<T: DeserializeOwned + Serialize>(file: &Path) -> usize {
 
 #[test]
 fn records_round_trip_byte_for_byte() {
-    assert_eq!(round_trips::<AttemptRecord>(&golden().join("attempts.jsonl")), 100);
+    assert_eq!(
+        round_trips::<AttemptRecord>(&golden().join("attempts.jsonl")),
+        100
+    );
     assert!(round_trips::<ObservationRecord>(&golden().join("observations.jsonl")) >= 36);
     let run = std::fs::read_to_string(golden().join("run.json")).unwrap();
     let rec: RunRecord = serde_json::from_str(&run).unwrap();

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use mailharness::observe::{observe, ObserveOptions, SearchMode};
-use mailharness::record::{FolderKind, ObservationRecord, ObservationStatus, OutcomeClass};
+use mailharness::record::{FolderKind, ObservationRecord, ObservationStatus};
 use mailharness::scenario::target::ImapTls;
+use mailharness::vocab::OutcomeClass;
 use observe_support::*;
 
 fn opts(deadline_ms: u64, cleanup: bool) -> ObserveOptions {

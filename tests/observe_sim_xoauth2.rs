@@ -11,11 +11,10 @@ use mailharness::observe::{
     self, AuthMethod, ConnectOptions, ImapTarget, MailboxAccess, ObserveOptions, TokenProvider,
     TokenSource,
 };
-use mailharness::record::OutcomeClass;
 use mailharness::scenario::target::ImapTls;
-use mailharness::scenario::types::TlsMode;
 use mailharness::send::{self, OneShot, SendContext, TlsOptions};
 use mailharness::sim::{self, TenantConfig};
+use mailharness::vocab::{OutcomeClass, TlsMode};
 
 const GOOD_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.sim-good-token";
 const MAILBOX: &str = "qa1@contoso.example";

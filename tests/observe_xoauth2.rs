@@ -13,11 +13,9 @@ use mailharness::observe::{
     observe, AuthMethod, ConnectOptions, ImapClient, ImapTarget, MailboxAccess, ObserveError,
     ObserveOptions, SearchMode, SecretSource, TokenProvider, TokenSource,
 };
-use mailharness::record::{
-    AttemptRecord, FolderKind, ObservationStatus, OutcomeClass, RECORD_SCHEMA,
-};
+use mailharness::record::{AttemptRecord, FolderKind, ObservationStatus, RECORD_SCHEMA};
 use mailharness::scenario::target::ImapTls;
-use mailharness::scenario::types::TlsMode;
+use mailharness::vocab::{OutcomeClass, TlsMode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 

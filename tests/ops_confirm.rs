@@ -8,11 +8,11 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use std::time::Duration;
 
-use mailharness::ops::{confirm_with, Endpoint};
-use mailharness::record::OutcomeClass;
-use mailharness::scenario::types::{ConnectorCidr, HumanDuration};
+use mailharness::endpoint::Endpoint;
+use mailharness::ops::confirm_with;
 use mailharness::send::MessageText;
 use mailharness::sim::{self, ConnectorSpec, SimHandle, TenantConfig};
+use mailharness::vocab::{ConnectorCidr, HumanDuration, OutcomeClass};
 
 const FROM: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const TO: &str = "qa1@contoso.example";

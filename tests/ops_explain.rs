@@ -6,8 +6,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use mailharness::record::OutcomeClass;
 use mailharness::reply::{explain_input, ConnectorAnswer as ConnectorRole, Context, Status};
+use mailharness::vocab::OutcomeClass;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mailharness"))

@@ -10,7 +10,10 @@ use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
 use mailharness::record::*;
-use mailharness::scenario::{self, types::TlsMode};
+use mailharness::scenario;
+use mailharness::vocab::{
+    ApplyMethod, ConnectorAction, OutcomeClass, TargetKind, TlsMode, WaitMethod,
+};
 
 fn reply(stage: Stage, code: u16, enhanced: &str, text: &str) -> DecidingReply {
     DecidingReply {
@@ -177,11 +180,11 @@ fn write_run(dir: &Path, spoil: impl Fn(&mut AttemptRecord)) {
         phases.push(PhaseRecord {
             name: phase.name.clone(),
             change: phase.change.as_ref().map(|c| ChangeRecord {
-                action: "create".into(),
+                action: ConnectorAction::Create,
                 connector: c.connector_name.clone(),
-                apply: "simulator".into(),
+                apply: ApplyMethod::Simulator,
                 applied_ms: started - 3000.0,
-                wait: "poll".into(),
+                wait: WaitMethod::Poll,
                 effective_after_ms: Some(3012.0),
                 probes: vec!["probe#1".into(), "probe#2".into()],
                 timed_out: false,
@@ -197,7 +200,7 @@ fn write_run(dir: &Path, spoil: impl Fn(&mut AttemptRecord)) {
         run_id: "test-run".into(),
         scenario: plan.scenario.clone(),
         target: plan.target.clone(),
-        target_kind: "simulator".into(),
+        target_kind: TargetKind::Simulator,
         started_at: t0,
         finished_at: t0 + Duration::milliseconds(clock as i64),
         phases,

@@ -9,12 +9,12 @@ mod send_support;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use mailharness::record::{OutcomeClass, Stage};
-use mailharness::scenario::types::TlsMode;
+use mailharness::record::Stage;
 use mailharness::send::{
     check_source_ip, run_burst, AttemptSink, CancelToken, Progress, SendContext, SendError,
     TlsOptions, TlsVerify,
 };
+use mailharness::vocab::{OutcomeClass, TlsMode};
 use send_support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};

@@ -12,12 +12,12 @@ mod send_support;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use mailharness::record::{CertVerification, OutcomeClass, Stage};
-use mailharness::scenario::types::TlsMode;
+use mailharness::record::{CertVerification, Stage};
 use mailharness::send::{
     run_burst, send_one, AttemptSink, CancelToken, OneShot, Progress, SendContext, TlsOptions,
     TlsVerify,
 };
+use mailharness::vocab::{OutcomeClass, TlsMode};
 use send_support::*;
 
 const NOT_RUNNING: &str = "test bed not running: start it with `tests/testbed.sh up` and source \

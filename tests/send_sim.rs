@@ -7,12 +7,12 @@ mod send_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mailharness::record::{CertVerification, OutcomeClass, Stage};
-use mailharness::scenario::types::{HumanDuration, TlsMode};
+use mailharness::record::{CertVerification, Stage};
 use mailharness::send::{
     run_burst, AttemptSink, CancelToken, Progress, SendContext, TlsOptions, TlsVerify,
 };
 use mailharness::sim::{ConnectorSpec, TenantConfig};
+use mailharness::vocab::{HumanDuration, OutcomeClass, TlsMode};
 use send_support::*;
 
 fn v4(a: SocketAddr) -> std::net::SocketAddrV4 {

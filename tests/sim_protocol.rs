@@ -386,3 +386,27 @@ fn shutdown_says_421_and_delivers_the_queue() {
     assert!(dir.exists());
     drop(keep);
 }
+
+#[test]
+fn the_command_line_cap_holds_at_its_edge_and_across_reads() {
+    let sim = Sim::start(no_throttle());
+    let mut c = connect(&sim, "127.0.0.2");
+    c.expect("220 ");
+    // 4096 octets with CRLF is the longest line taken; one more is too long.
+    let noop = |len: usize| format!("NOOP {}\r\n", "x".repeat(len - 7));
+    c.send(&noop(4096));
+    c.expect("250 2.0.0 OK");
+    c.send(&noop(4097));
+    c.expect("500 5.5.2 Line too long");
+    c.send("NOOP\r\n");
+    c.expect("250 2.0.0 OK");
+    // An over-long line in pieces: refused once past the cap, its rest skipped to its LF.
+    let line = noop(9000);
+    for piece in line.as_bytes().chunks(1000) {
+        c.send_raw(piece);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.expect("500 5.5.2 Line too long");
+    c.send("NOOP\r\n");
+    c.expect("250 2.0.0 OK");
+}

@@ -7,17 +7,19 @@
 
 mod load;
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{
-    AttemptRecord, FolderKind, ObservationRecord, ObservationStatus, OutcomeClass,
-};
+use crate::record::{AttemptRecord, FolderKind, ObservationRecord, ObservationStatus};
 use crate::reply;
 use crate::scenario::check::{Check, Metric, Op, Value};
 use crate::scenario::plan::Plan;
-use crate::scenario::types::TlsMode;
+use crate::stats::nearest_rank;
+use crate::vocab::{
+    ApplyMethod, ConnectorAction, OutcomeClass, RunVerdict, TargetKind, TlsMode, WaitMethod,
+};
 
 pub use load::{files, load_run_dir, LoadError, RunData, TraceEntry};
 
@@ -38,7 +40,7 @@ pub struct Summary {
     /// Target name.
     pub target: String,
     /// `simulator` or `tenant`.
-    pub target_kind: String,
+    pub target_kind: TargetKind,
     /// Wall-clock start (RFC 3339).
     pub started_at: String,
     /// Wall-clock end (RFC 3339).
@@ -71,7 +73,7 @@ pub struct Summary {
     /// Delivery latencies in ms of every found message, sorted, for the distribution chart.
     pub latencies_ms: Vec<f64>,
     /// `pass` when every expectation holds (and the trace agrees), `fail` otherwise.
-    pub verdict: String,
+    pub verdict: RunVerdict,
 }
 
 /// One phase as it ran.
@@ -89,13 +91,13 @@ pub struct PhaseSummary {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ChangeSummary {
     /// Connector action.
-    pub action: String,
+    pub action: ConnectorAction,
     /// Connector name.
     pub connector: String,
     /// How it was applied.
-    pub apply: String,
+    pub apply: ApplyMethod,
     /// How the harness waited.
-    pub wait: String,
+    pub wait: WaitMethod,
     /// Seconds from applying the change until it took effect (poll only).
     pub effective_after_s: Option<f64>,
     /// Probes sent while polling.
@@ -107,7 +109,7 @@ pub struct ChangeSummary {
 }
 
 /// The numbers of one phase × sender × TLS cell (first attempts; retries are counted apart).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CellStats {
     /// Phase.
     pub phase: String,
@@ -116,7 +118,7 @@ pub struct CellStats {
     /// Source IP.
     pub source_ip: String,
     /// TLS mode.
-    pub tls: String,
+    pub tls: TlsMode,
     /// Messages sent (first attempts). Messages the run never sent (see `unsent`) are not in it.
     pub sent: u64,
     /// Planned messages never sent because the run was interrupted; left out of every other count.
@@ -178,6 +180,41 @@ impl Summary {
 }
 
 impl CellStats {
+    /// A cell with nothing counted yet.
+    fn empty(phase: &str, sender: &str, source_ip: String, tls: TlsMode, observed: bool) -> Self {
+        CellStats {
+            phase: phase.into(),
+            sender: sender.into(),
+            source_ip,
+            tls,
+            sent: 0,
+            unsent: 0,
+            accepted: 0,
+            throttled: 0,
+            rate_limited: 0,
+            deferred: 0,
+            tls_required: 0,
+            rejected: 0,
+            failed: 0,
+            interrupted: 0,
+            retries: 0,
+            accepted_after_retry: 0,
+            delivered: 0,
+            inbox: 0,
+            junk: 0,
+            missing: 0,
+            observed,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            latency_max_ms: None,
+            min_tls_version: None,
+            tls_versions: BTreeMap::new(),
+            throttle_onset: None,
+            accepted_rate_per_min: None,
+            tokens: BTreeMap::new(),
+        }
+    }
+
     /// Messages accepted in the end, at the first attempt or after retrying: what delivery is
     /// measured against.
     pub fn accepted_in_the_end(&self) -> u64 {
@@ -202,7 +239,7 @@ pub struct Delta {
     /// Sender role.
     pub sender: String,
     /// TLS mode.
-    pub tls: String,
+    pub tls: TlsMode,
     /// The phase before the change.
     pub before: String,
     /// The phase after it.
@@ -227,7 +264,7 @@ pub struct ReplyGroup {
     /// AS/S token.
     pub token: Option<String>,
     /// Outcome class.
-    pub outcome: String,
+    pub outcome: OutcomeClass,
     /// How many attempts ended with it.
     pub count: u64,
     /// Which source IPs got it.
@@ -239,7 +276,7 @@ pub struct ReplyGroup {
     /// Plain-language meaning.
     pub meaning: Option<String>,
     /// Whether a connector helps (`helps`, `fix-existing`, `cause`, `no`, `not-a-tenant`).
-    pub connector: Option<String>,
+    pub connector: Option<reply::ConnectorAnswer>,
     /// What Ops does about it.
     pub action: Option<String>,
 }
@@ -252,7 +289,7 @@ pub struct Verdict {
     /// Sender role.
     pub sender: String,
     /// TLS mode.
-    pub tls: String,
+    pub tls: TlsMode,
     /// The check as written.
     pub check: String,
     /// Whether it held.
@@ -284,24 +321,16 @@ pub struct TimelinePoint {
     /// Sender role.
     pub sender: String,
     /// TLS mode.
-    pub tls: String,
+    pub tls: TlsMode,
     /// Milliseconds since the phase started.
     pub t_ms: f64,
     /// Outcome class.
-    pub outcome: String,
+    pub outcome: OutcomeClass,
 }
 
 /// Rounds to 3 decimals so summaries are stable and readable.
 fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    Some(sorted[rank.min(sorted.len()) - 1])
 }
 
 fn version_rank(v: &str) -> (u8, u8) {
@@ -338,26 +367,21 @@ pub fn analyse(data: &RunData) -> Summary {
     }
 
     let mut cells: Vec<CellStats> = Vec::new();
-    let mut cell_index: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut cell_index: BTreeMap<(String, String, TlsMode), usize> = BTreeMap::new();
     let mut latencies_all = Vec::new();
     let mut timeline = Vec::new();
     for phase in &plan.phases {
         for b in &phase.bursts {
-            let key = (
-                phase.name.clone(),
-                b.sender.clone(),
-                b.tls.as_str().to_string(),
-            );
-            if !cell_index.contains_key(&key) {
-                cell_index.insert(key.clone(), cells.len());
-                cells.push(CellStats {
-                    phase: key.0.clone(),
-                    sender: key.1.clone(),
-                    source_ip: b.source_ip.to_string(),
-                    tls: key.2.clone(),
+            let key = (phase.name.clone(), b.sender.clone(), b.tls);
+            if let Entry::Vacant(slot) = cell_index.entry(key) {
+                slot.insert(cells.len());
+                cells.push(CellStats::empty(
+                    &phase.name,
+                    &b.sender,
+                    b.source_ip.to_string(),
+                    b.tls,
                     observed,
-                    ..Default::default()
-                });
+                ));
             }
         }
     }
@@ -365,11 +389,9 @@ pub fn analyse(data: &RunData) -> Summary {
     let mut cell_first: Vec<Vec<&AttemptRecord>> = vec![Vec::new(); cells.len()];
     for attempts in by_seq.values() {
         let first = attempts[0];
-        let Some(&ci) = cell_index.get(&(
-            first.phase.clone(),
-            first.sender.clone(),
-            first.tls_mode.as_str().to_string(),
-        )) else {
+        let Some(&ci) =
+            cell_index.get(&(first.phase.clone(), first.sender.clone(), first.tls_mode))
+        else {
             continue; // probes and other attempts outside the plan's cells
         };
         let last = attempts[attempts.len() - 1];
@@ -447,17 +469,17 @@ pub fn analyse(data: &RunData) -> Summary {
         timeline.push(TimelinePoint {
             phase: first.phase.clone(),
             sender: first.sender.clone(),
-            tls: first.tls_mode.as_str().to_string(),
+            tls: first.tls_mode,
             t_ms: r3(first.started_ms - start),
-            outcome: first.outcome.as_str().to_string(),
+            outcome: first.outcome,
         });
         cell_first[ci].push(first);
     }
     for (ci, c) in cells.iter_mut().enumerate() {
         let lat = &mut cell_lat[ci];
         lat.sort_by(f64::total_cmp);
-        c.latency_p50_ms = percentile(lat, 50.0).map(r3);
-        c.latency_p95_ms = percentile(lat, 95.0).map(r3);
+        c.latency_p50_ms = nearest_rank(lat, 50.0).map(r3);
+        c.latency_p95_ms = nearest_rank(lat, 95.0).map(r3);
         c.latency_max_ms = lat.last().copied().map(r3);
         c.min_tls_version = c
             .tls_versions
@@ -508,11 +530,7 @@ pub fn analyse(data: &RunData) -> Summary {
         .flat_map(|p| p.expectations.iter())
         .map(|e| {
             let cell = cell_index
-                .get(&(
-                    e.phase.clone(),
-                    e.sender.clone(),
-                    e.tls.as_str().to_string(),
-                ))
+                .get(&(e.phase.clone(), e.sender.clone(), e.tls))
                 .map(|&i| &cells[i]);
             evaluate(&e.phase, &e.sender, e.tls, &e.check, cell)
         })
@@ -535,10 +553,10 @@ pub fn analyse(data: &RunData) -> Summary {
             name: p.name.clone(),
             duration_s: r3((p.finished_ms - p.started_ms).max(0.0) / 1000.0),
             change: p.change.as_ref().map(|c| ChangeSummary {
-                action: c.action.clone(),
+                action: c.action,
                 connector: c.connector.clone(),
-                apply: c.apply.clone(),
-                wait: c.wait.clone(),
+                apply: c.apply,
+                wait: c.wait,
                 effective_after_s: c.effective_after_ms.map(|m| r3(m / 1000.0)),
                 probes: c.probes.len(),
                 timed_out: c.timed_out,
@@ -552,7 +570,7 @@ pub fn analyse(data: &RunData) -> Summary {
         scenario: plan.scenario.clone(),
         description: plan.description.clone(),
         target: plan.target.clone(),
-        target_kind: run.target_kind.clone(),
+        target_kind: run.target_kind,
         started_at: run
             .started_at
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -576,7 +594,7 @@ pub fn analyse(data: &RunData) -> Summary {
         trace_check,
         timeline,
         latencies_ms,
-        verdict: if pass { "pass" } else { "fail" }.into(),
+        verdict: RunVerdict::from_passed(pass),
     }
 }
 
@@ -604,7 +622,7 @@ fn deltas(plan: &Plan, cells: &[CellStats]) -> Vec<Delta> {
             {
                 out.push(Delta {
                     sender: b.sender.clone(),
-                    tls: b.tls.clone(),
+                    tls: b.tls,
                     before: before.name.clone(),
                     after: after.name.clone(),
                     throttle_rate_before: r3(rate(b.throttled, b.sent)),
@@ -642,13 +660,13 @@ fn reply_groups(attempts: &[AttemptRecord]) -> Vec<ReplyGroup> {
                 code: r.code,
                 enhanced: r.enhanced.clone(),
                 token: a.token.clone(),
-                outcome: a.outcome.as_str().to_string(),
+                outcome: a.outcome,
                 count: 0,
                 source_ips: Vec::new(),
                 sample: status.shown(),
                 family: e.family.clone(),
                 meaning: e.known.then(|| e.meaning.clone()),
-                connector: e.connector.map(|c| c.as_str().to_string()),
+                connector: e.connector,
                 action: e.known.then(|| e.ops.clone()),
             }
         });
@@ -674,7 +692,7 @@ fn evaluate(
     let mut v = Verdict {
         phase: phase.into(),
         sender: sender.into(),
-        tls: tls.as_str().into(),
+        tls,
         check: check.to_string(),
         passed: false,
         actual: "n/a".into(),

@@ -2,10 +2,12 @@
 //!
 //! It speaks exactly what observation, `verify` and `confirm` need: CAPABILITY, STARTTLS, LOGIN,
 //! AUTHENTICATE XOAUTH2, LIST, SELECT/EXAMINE, UID SEARCH, UID FETCH, UID STORE, UID EXPUNGE and
-//! LOGOUT. Responses are read whole, literals included, and parsed without copying the literal
-//! bodies, so a 10,000-message header fetch stays small and fast. Nothing here logs or returns a
-//! command's text, because LOGIN and AUTHENTICATE carry secrets.
+//! LOGOUT. Responses are framed whole by the shared [`Framer`], literals included, and parsed in
+//! place with the grammar the simulator's server uses too ([`crate::wire::imap`]), so a
+//! 10,000-message header fetch copies no header. Nothing here logs or returns a command's text,
+//! because LOGIN and AUTHENTICATE carry secrets.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -14,32 +16,27 @@ use std::time::Duration;
 use base64::Engine as _;
 use chrono::{DateTime, FixedOffset};
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::token::Secret;
 use super::ObserveError;
 use crate::scenario::target::ImapTls;
+pub use crate::wire::imap::Status;
+use crate::wire::imap::{
+    capability_list, literal_marker, number, parse_date_time, quote, resp_text_code, sequence_set,
+    tagged, untagged, Cursor, ParseError,
+};
+use crate::wire::{Framer, Scan, Stream};
 
 /// The largest literal accepted from a server: guards memory against a hostile or broken peer.
 const MAX_LITERAL: usize = 64 * 1024 * 1024;
 /// The longest line (outside literals) accepted from a server.
 const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Read chunk size.
+const READ_CHUNK: usize = 64 * 1024;
 /// UIDs per UID FETCH/STORE/EXPUNGE command: keeps command lines short even for sparse sets.
 pub const UID_CHUNK: usize = 2000;
-
-/// How a tagged command completed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// `OK`.
-    Ok,
-    /// `NO`: the server refused the operation.
-    No,
-    /// `BAD`: the server did not understand the command.
-    Bad,
-}
 
 /// A tagged completion: status and the rest of the line (response code included).
 #[derive(Debug, Clone)]
@@ -88,44 +85,13 @@ pub struct FetchedHeaders<'a> {
     pub header: &'a [u8],
 }
 
-/// The transport under the IMAP session.
-enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Only while STARTTLS swaps the stream.
-    Closed,
-}
-
-impl Conn {
-    async fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Conn::Plain(s) => s.write_all(data).await,
-            Conn::Tls(s) => {
-                s.write_all(data).await?;
-                // rustls buffers records; flush so the command actually leaves.
-                s.flush().await
-            }
-            Conn::Closed => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Conn::Plain(s) => s.read(buf).await,
-            Conn::Tls(s) => s.read(buf).await,
-            Conn::Closed => Err(std::io::Error::from(std::io::ErrorKind::NotConnected)),
-        }
-    }
-}
-
 /// An authenticated-or-not IMAP session.
 pub struct ImapClient {
-    conn: Conn,
+    stream: Stream,
     /// `host:port`, for error messages.
     server: String,
-    buf: Vec<u8>,
-    pos: usize,
-    end: usize,
+    /// Frames responses; the last one read stays in it until the next read.
+    framer: Framer,
     tag: u32,
     /// Upper-cased capability atoms; `None` when they must be asked for again.
     caps: Option<Vec<String>>,
@@ -177,18 +143,16 @@ impl ImapClient {
         // Commands are small and latency-bound; don't let Nagle hold them back.
         let _ = tcp.set_nodelay(true);
         let mut client = ImapClient {
-            conn: Conn::Plain(tcp),
+            stream: Stream::Plain(tcp),
             server,
-            buf: vec![0; 64 * 1024],
-            pos: 0,
-            end: 0,
+            framer: Framer::new(READ_CHUNK),
             tag: 0,
             caps: None,
             timeout: opts.timeout,
             tls: None,
         };
         if opts.tls == ImapTls::Implicit {
-            client.start_tls(opts).await?;
+            client = client.start_tls(opts).await?;
         }
         client.read_greeting().await?;
         if opts.tls == ImapTls::Starttls {
@@ -202,9 +166,9 @@ impl ImapClient {
             let done = client.run("STARTTLS", |_| Ok(())).await?;
             client.expect_ok("STARTTLS", done)?;
             // Anything the server sent before the handshake must not be trusted (RFC 3501 §6.2.1).
-            client.pos = 0;
-            client.end = 0;
-            client.start_tls(opts).await?;
+            client.framer.release();
+            client.framer.discard_unframed();
+            client = client.start_tls(opts).await?;
             client.caps = None;
         }
         Ok(client)
@@ -220,7 +184,8 @@ impl ImapClient {
         self.tls.as_ref().map(|(v, c)| (v.as_str(), c.as_str()))
     }
 
-    async fn start_tls(&mut self, opts: &ConnectOptions) -> Result<(), ObserveError> {
+    /// The same session over TLS (implicit, or after STARTTLS's OK).
+    async fn start_tls(self, opts: &ConnectOptions) -> Result<ImapClient, ObserveError> {
         let config = opts.tls_config.clone().ok_or_else(|| {
             ObserveError::Config("TLS requested but no TLS configuration given".into())
         })?;
@@ -230,13 +195,10 @@ impl ImapClient {
                 ObserveError::Config(format!("invalid IMAP host name {:?}: {e}", opts.host))
             })?,
         };
-        let tcp = match std::mem::replace(&mut self.conn, Conn::Closed) {
-            Conn::Plain(t) => t,
-            _ => {
-                return Err(ObserveError::Protocol(
-                    "TLS is already active on this connection".into(),
-                ))
-            }
+        let Stream::Plain(tcp) = self.stream else {
+            return Err(ObserveError::Protocol(
+                "TLS is already active on this connection".into(),
+            ));
         };
         let tls = tokio::time::timeout(opts.timeout, TlsConnector::from(config).connect(name, tcp))
             .await
@@ -256,31 +218,30 @@ impl ImapClient {
             .negotiated_cipher_suite()
             .map(|c| format!("{:?}", c.suite()))
             .unwrap_or_default();
-        self.tls = Some((version, cipher));
-        self.conn = Conn::Tls(Box::new(tls));
-        Ok(())
+        Ok(ImapClient {
+            stream: Stream::Tls(Box::new(tls)),
+            tls: Some((version, cipher)),
+            ..self
+        })
     }
 
     async fn read_greeting(&mut self) -> Result<(), ObserveError> {
-        let line = self.read_response().await?;
-        let text = String::from_utf8_lossy(&line);
-        let upper = text.to_ascii_uppercase();
-        if upper.starts_with("* OK") || upper.starts_with("* PREAUTH") {
-            self.caps = capability_code(&text);
-            Ok(())
-        } else if upper.starts_with("* BYE") {
-            Err(ObserveError::Protocol(format!(
-                "IMAP server {} refused the connection: {}",
-                self.server,
-                clip(&text)
-            )))
-        } else {
-            Err(ObserveError::Protocol(format!(
-                "IMAP server {} sent an unexpected greeting: {}",
-                self.server,
-                clip(&text)
-            )))
-        }
+        self.read_response().await?;
+        let line = self.framer.message();
+        let greeting = line.strip_prefix(b"* ").and_then(untagged);
+        let refusal = match greeting {
+            Some(u) if u.is("OK") || u.is("PREAUTH") => {
+                self.caps = capability_code(u.rest);
+                return Ok(());
+            }
+            Some(u) if u.is("BYE") => "refused the connection",
+            _ => "sent an unexpected greeting",
+        };
+        Err(ObserveError::Protocol(format!(
+            "IMAP server {} {refusal}: {}",
+            self.server,
+            server_text(&String::from_utf8_lossy(line))
+        )))
     }
 
     /// The server's capabilities (asked for when not known yet), upper-cased.
@@ -289,12 +250,8 @@ impl ImapClient {
             let mut caps = Vec::new();
             let done = self
                 .run("CAPABILITY", |resp| {
-                    if let Some(rest) = strip_prefix_ci(resp, b"CAPABILITY ") {
-                        caps.extend(
-                            String::from_utf8_lossy(rest)
-                                .split_ascii_whitespace()
-                                .map(|s| s.to_ascii_uppercase()),
-                        );
+                    if let Some(u) = untagged(resp).filter(|u| u.is("CAPABILITY")) {
+                        caps.extend(capability_list(u.rest));
                     }
                     Ok(())
                 })
@@ -329,7 +286,7 @@ impl ImapClient {
         let done = self.run_parts(&parts, |_| Ok(())).await?;
         match done.status {
             Status::Ok => {
-                self.caps = capability_code(&done.text);
+                self.caps = capability_code(done.text.as_bytes());
                 Ok(())
             }
             _ => Err(ObserveError::Auth(format!(
@@ -365,7 +322,8 @@ impl ImapClient {
         let mut sent_initial = sasl_ir;
         let mut challenge_note = String::new();
         loop {
-            let resp = self.read_response().await?;
+            self.read_response().await?;
+            let resp = self.framer.message();
             if resp.first() == Some(&b'+') {
                 if !sent_initial {
                     let mut line = initial.clone().into_bytes();
@@ -374,26 +332,21 @@ impl ImapClient {
                     sent_initial = true;
                 } else {
                     // The error challenge: note what it says (it holds no secret), answer empty.
-                    challenge_note = decode_challenge(&resp);
+                    challenge_note = decode_challenge(resp);
                     self.send(b"\r\n").await?;
                 }
                 continue;
             }
-            if resp.starts_with(b"* ") {
-                if let Some(rest) = strip_prefix_ci(&resp[2..], b"CAPABILITY ") {
-                    self.caps = Some(
-                        String::from_utf8_lossy(rest)
-                            .split_ascii_whitespace()
-                            .map(|s| s.to_ascii_uppercase())
-                            .collect(),
-                    );
+            if let Some(data) = resp.strip_prefix(b"* ") {
+                if let Some(u) = untagged(data).filter(|u| u.is("CAPABILITY")) {
+                    self.caps = Some(capability_list(u.rest));
                 }
                 continue;
             }
-            if let Some(done) = parse_tagged(&resp, &tag) {
+            if let Some(done) = completion(resp, &tag) {
                 return match done.status {
                     Status::Ok => {
-                        self.caps = capability_code(&done.text);
+                        self.caps = capability_code(done.text.as_bytes());
                         Ok(())
                     }
                     _ => {
@@ -427,8 +380,8 @@ impl ImapClient {
         let mut folders = Vec::new();
         let done = self
             .run(cmd, |resp| {
-                if let Some(rest) = strip_prefix_ci(resp, b"LIST ") {
-                    folders.push(parse_list(rest)?);
+                if let Some(u) = untagged(resp).filter(|u| u.is("LIST")) {
+                    folders.push(parse_list(u.rest)?);
                 }
                 Ok(())
             })
@@ -453,16 +406,15 @@ impl ImapClient {
         let mut status = FolderStatus::default();
         let done = self
             .run_parts(&parts, |resp| {
-                let text = String::from_utf8_lossy(resp);
-                let upper = text.to_ascii_uppercase();
-                if let Some(i) = upper.find("[UIDVALIDITY ") {
-                    let digits: String = upper[i + 13..]
-                        .chars()
-                        .take_while(|c| c.is_ascii_digit())
-                        .collect();
-                    status.uidvalidity = digits.parse().ok();
-                } else if let Some(n) = upper.strip_suffix(" EXISTS") {
-                    status.exists = n.trim().parse().unwrap_or(0);
+                let Some(u) = untagged(resp) else {
+                    return Ok(());
+                };
+                if let Some(n) = u.number.filter(|_| u.is("EXISTS")) {
+                    status.exists = n;
+                } else if let Some((code, args)) = resp_text_code(u.rest) {
+                    if code.eq_ignore_ascii_case(b"UIDVALIDITY") {
+                        status.uidvalidity = number(args);
+                    }
                 }
                 Ok(())
             })
@@ -472,10 +424,11 @@ impl ImapClient {
                 server: self.server.clone(),
                 command: format!("{verb} {folder}"),
                 status: done.status,
-                text: clip(&done.text),
+                text: server_text(&done.text),
             });
         }
-        status.read_only = done.text.to_ascii_uppercase().contains("[READ-ONLY]");
+        status.read_only = resp_text_code(done.text.as_bytes())
+            .is_some_and(|(code, _)| code.eq_ignore_ascii_case(b"READ-ONLY"));
         Ok(status)
     }
 
@@ -491,19 +444,20 @@ impl ImapClient {
         let mut uids = Vec::new();
         let done = self
             .run_parts(&parts, |resp| {
-                if let Some(rest) = strip_prefix_ci(resp, b"SEARCH") {
-                    for n in rest.split(|b| *b == b' ').filter(|s| !s.is_empty()) {
-                        // A trailing "(MODSEQ n)" (CONDSTORE) is not a UID: stop there.
-                        if n.first() == Some(&b'(') {
-                            break;
-                        }
-                        uids.push(parse_u32(n).ok_or_else(|| {
-                            ObserveError::Protocol(format!(
-                                "bad UID in SEARCH response: {}",
-                                clip(&String::from_utf8_lossy(n))
-                            ))
-                        })?);
+                let Some(u) = untagged(resp).filter(|u| u.is("SEARCH")) else {
+                    return Ok(());
+                };
+                for n in u.rest.split(|b| *b == b' ').filter(|s| !s.is_empty()) {
+                    // A trailing "(MODSEQ n)" (CONDSTORE) is not a UID: stop there.
+                    if n.first() == Some(&b'(') {
+                        break;
                     }
+                    uids.push(number(n).ok_or_else(|| {
+                        ObserveError::Protocol(format!(
+                            "bad UID in SEARCH response: {}",
+                            server_text(&String::from_utf8_lossy(n))
+                        ))
+                    })?);
                 }
                 Ok(())
             })
@@ -561,7 +515,7 @@ impl ImapClient {
         for chunk in sorted.chunks(UID_CHUNK) {
             let cmd = format!(
                 "UID FETCH {} (UID INTERNALDATE BODY.PEEK[HEADER.FIELDS ({field_list})])",
-                uid_set(chunk)
+                sequence_set(chunk)
             );
             let done = self
                 .run(&cmd, |resp| {
@@ -582,7 +536,10 @@ impl ImapClient {
         sorted.sort_unstable();
         sorted.dedup();
         for chunk in sorted.chunks(UID_CHUNK) {
-            let cmd = format!("UID STORE {} +FLAGS.SILENT (\\Deleted)", uid_set(chunk));
+            let cmd = format!(
+                "UID STORE {} +FLAGS.SILENT (\\Deleted)",
+                sequence_set(chunk)
+            );
             let done = self.run(&cmd, |_| Ok(())).await?;
             self.expect_ok("UID STORE", done)?;
         }
@@ -601,7 +558,7 @@ impl ImapClient {
         sorted.sort_unstable();
         sorted.dedup();
         for chunk in sorted.chunks(UID_CHUNK) {
-            let cmd = format!("UID EXPUNGE {}", uid_set(chunk));
+            let cmd = format!("UID EXPUNGE {}", sequence_set(chunk));
             let done = self.run(&cmd, |_| Ok(())).await?;
             self.expect_ok("UID EXPUNGE", done)?;
         }
@@ -632,7 +589,7 @@ impl ImapClient {
                 server: self.server.clone(),
                 command: command.to_string(),
                 status: done.status,
-                text: clip(&done.text),
+                text: server_text(&done.text),
             })
         }
     }
@@ -660,58 +617,18 @@ impl ImapClient {
     where
         F: FnMut(&[u8]) -> Result<(), ObserveError>,
     {
-        let has_literals = parts.iter().any(|p| matches!(p, Part::Literal(_)));
-        // Only use known capabilities here (asking would recurse); synchronizing literals
-        // always work.
-        let literal_plus = has_literals
-            && self
-                .caps
-                .as_ref()
-                .is_some_and(|c| c.iter().any(|x| x == "LITERAL+"));
         let tag = self.next_tag();
-        let mut out = Vec::with_capacity(128);
-        out.extend_from_slice(tag.as_bytes());
-        out.push(b' ');
-        for part in parts {
-            match part {
-                Part::Raw(b) => out.extend_from_slice(b),
-                Part::Literal(b) => {
-                    if literal_plus {
-                        let _ = write!(LenWriter(&mut out), "{{{}+}}\r\n", b.len());
-                        out.extend_from_slice(b);
-                    } else {
-                        let _ = write!(LenWriter(&mut out), "{{{}}}\r\n", b.len());
-                        self.send(&out).await?;
-                        out.clear();
-                        // Wait for the go-ahead; untagged data may come first.
-                        loop {
-                            let resp = self.read_response().await?;
-                            if resp.first() == Some(&b'+') {
-                                break;
-                            }
-                            if resp.starts_with(b"* ") {
-                                on_untagged(&resp[2..])?;
-                                continue;
-                            }
-                            if let Some(done) = parse_tagged(&resp, &tag) {
-                                return Ok(done);
-                            }
-                        }
-                        out.extend_from_slice(b);
-                    }
-                }
-            }
+        if let Some(refused) = self.send_parts(&tag, parts, &mut on_untagged).await? {
+            return Ok(refused);
         }
-        out.extend_from_slice(b"\r\n");
-        self.send(&out).await?;
         loop {
-            let (start, end) = self.read_response_range().await?;
-            let resp = &self.buf[start..end];
-            if resp.starts_with(b"* ") {
-                on_untagged(&resp[2..])?;
+            self.read_response().await?;
+            let resp = self.framer.message();
+            if let Some(data) = resp.strip_prefix(b"* ") {
+                on_untagged(data)?;
                 continue;
             }
-            if let Some(done) = parse_tagged(resp, &tag) {
+            if let Some(done) = completion(resp, &tag) {
                 return Ok(done);
             }
             if resp.first() == Some(&b'+') {
@@ -723,14 +640,71 @@ impl ImapClient {
             return Err(ObserveError::Protocol(format!(
                 "IMAP server {} sent an unexpected response: {}",
                 self.server,
-                clip(&String::from_utf8_lossy(resp))
+                server_text(&String::from_utf8_lossy(resp))
             )));
         }
     }
 
+    /// Sends a command; before each synchronizing literal, waits for the go-ahead. A completion
+    /// that comes instead (the server refused the command early) is returned.
+    async fn send_parts<F>(
+        &mut self,
+        tag: &str,
+        parts: &[Part],
+        on_untagged: &mut F,
+    ) -> Result<Option<Completion>, ObserveError>
+    where
+        F: FnMut(&[u8]) -> Result<(), ObserveError>,
+    {
+        let has_literals = parts.iter().any(|p| matches!(p, Part::Literal(_)));
+        // Only use known capabilities here (asking would recurse); synchronizing literals
+        // always work.
+        let literal_plus = has_literals
+            && self
+                .caps
+                .as_ref()
+                .is_some_and(|c| c.iter().any(|x| x == "LITERAL+"));
+        let mut out = Vec::with_capacity(128);
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b' ');
+        for part in parts {
+            match part {
+                Part::Raw(b) => out.extend_from_slice(b),
+                Part::Literal(b) if literal_plus => {
+                    out.extend_from_slice(format!("{{{}+}}\r\n", b.len()).as_bytes());
+                    out.extend_from_slice(b);
+                }
+                Part::Literal(b) => {
+                    out.extend_from_slice(format!("{{{}}}\r\n", b.len()).as_bytes());
+                    self.send(&out).await?;
+                    out.clear();
+                    // Wait for the go-ahead; untagged data may come first.
+                    loop {
+                        self.read_response().await?;
+                        let resp = self.framer.message();
+                        if resp.first() == Some(&b'+') {
+                            break;
+                        }
+                        if let Some(data) = resp.strip_prefix(b"* ") {
+                            on_untagged(data)?;
+                            continue;
+                        }
+                        if let Some(done) = completion(resp, tag) {
+                            return Ok(Some(done));
+                        }
+                    }
+                    out.extend_from_slice(b);
+                }
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        self.send(&out).await?;
+        Ok(None)
+    }
+
     async fn send(&mut self, data: &[u8]) -> Result<(), ObserveError> {
         let server = &self.server;
-        tokio::time::timeout(self.timeout, self.conn.write_all(data))
+        tokio::time::timeout(self.timeout, self.stream.send(data))
             .await
             .map_err(|_| ObserveError::Timeout(format!("writing to IMAP server {server}")))?
             .map_err(|e| ObserveError::Io {
@@ -739,66 +713,47 @@ impl ImapClient {
             })
     }
 
-    /// Reads one whole response (literals included) and returns a copy of it.
-    async fn read_response(&mut self) -> Result<Vec<u8>, ObserveError> {
-        let (s, e) = self.read_response_range().await?;
-        Ok(self.buf[s..e].to_vec())
-    }
-
-    /// Reads one whole response and returns its range in the buffer (valid until the next read).
-    async fn read_response_range(&mut self) -> Result<(usize, usize), ObserveError> {
-        // `scan` counts from `pos`, so compaction inside `fill` never invalidates it.
-        let mut scan = 0usize;
+    /// Reads one whole response, literals included; it is [`Framer::message`] until the next read.
+    async fn read_response(&mut self) -> Result<(), ObserveError> {
+        self.framer.release();
         loop {
-            let window = &self.buf[self.pos + scan..self.end];
-            if let Some(i) = memchr::memmem::find(window, b"\r\n") {
-                let line_end = self.pos + scan + i;
-                let line = &self.buf[self.pos + scan..line_end];
-                if let Some(n) = literal_len(line) {
-                    if n > MAX_LITERAL {
-                        return Err(ObserveError::Protocol(format!(
-                            "IMAP server {} announced a {n}-byte literal (limit {MAX_LITERAL})",
-                            self.server
-                        )));
-                    }
-                    let need = line_end + 2 + n - self.pos;
-                    while self.end - self.pos < need {
-                        self.fill(need).await?;
-                    }
-                    scan = need;
-                    continue;
-                }
-                let start = self.pos;
-                self.pos = line_end + 2;
-                return Ok((start, line_end));
-            }
-            scan = (self.end - self.pos).saturating_sub(1).max(scan);
-            if self.end - self.pos > MAX_LINE + MAX_LITERAL {
+            let Some(scan) = self.framer.line(MAX_LINE) else {
+                self.fill().await?;
+                continue;
+            };
+            if let Scan::TooLong(_) = scan {
                 return Err(ObserveError::Protocol(format!(
                     "IMAP server {} sent an over-long response",
                     self.server
                 )));
             }
-            let want = self.end - self.pos + 1;
-            self.fill(want).await?;
+            let n = match literal_marker(self.framer.last_line()) {
+                None => return Ok(()),
+                Some(Ok(lit)) => lit.len as usize,
+                // More than 2^32-1: no valid size, and far past the limit.
+                Some(Err(_)) => usize::MAX,
+            };
+            if n > MAX_LITERAL {
+                let size = if n == usize::MAX {
+                    "an over-sized".to_string()
+                } else {
+                    format!("a {n}-byte")
+                };
+                return Err(ObserveError::Protocol(format!(
+                    "IMAP server {} announced {size} literal (limit {MAX_LITERAL})",
+                    self.server
+                )));
+            }
+            while self.framer.literal(n).is_none() {
+                self.fill().await?;
+            }
         }
     }
 
-    /// Reads more bytes so that at least `want` bytes from `pos` can be held; compacts first.
-    async fn fill(&mut self, want: usize) -> Result<(), ObserveError> {
-        if self.pos > 0 && (self.buf.len() - self.end < 16 * 1024 || self.pos == self.end) {
-            self.buf.copy_within(self.pos..self.end, 0);
-            self.end -= self.pos;
-            self.pos = 0;
-        }
-        let needed = (self.pos + want).max(self.end + 16 * 1024);
-        if self.buf.len() < needed {
-            let grow = needed.max(self.buf.len() * 2);
-            self.buf.resize(grow, 0);
-        }
+    /// Reads more of the response, within the timeout; the end of the stream is an error here.
+    async fn fill(&mut self) -> Result<(), ObserveError> {
         let server = &self.server;
-        let end = self.end;
-        let n = tokio::time::timeout(self.timeout, self.conn.read(&mut self.buf[end..]))
+        let n = tokio::time::timeout(self.timeout, self.framer.read_from(&mut self.stream))
             .await
             .map_err(|_| ObserveError::Timeout(format!("waiting for IMAP server {server}")))?
             .map_err(|e| ObserveError::Io {
@@ -809,14 +764,6 @@ impl ImapClient {
             return Err(ObserveError::Protocol(format!(
                 "IMAP server {server} closed the connection"
             )));
-        }
-        self.end += n;
-        // Shrink back after a huge literal so one big message doesn't pin memory.
-        if self.pos == self.end && self.buf.len() > 1024 * 1024 {
-            self.buf.truncate(64 * 1024);
-            self.buf.shrink_to_fit();
-            self.pos = 0;
-            self.end = 0;
         }
         Ok(())
     }
@@ -831,34 +778,11 @@ pub enum Part {
     Literal(Vec<u8>),
 }
 
-/// `fmt::Write` into a byte vector (for literal headers).
-struct LenWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for LenWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// Appends `s` as an IMAP astring: quoted when it can be, a literal otherwise.
 pub fn push_astring(parts: &mut Vec<Part>, s: &[u8]) {
-    let quotable = s
-        .iter()
-        .all(|&b| b.is_ascii() && b != b'\r' && b != b'\n' && b != 0);
-    if quotable {
-        let mut q = Vec::with_capacity(s.len() + 2);
-        q.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                q.push(b'\\');
-            }
-            q.push(b);
-        }
-        q.push(b'"');
-        parts.push(Part::Raw(q));
-    } else {
-        parts.push(Part::Literal(s.to_vec()));
+    match quote(s) {
+        Some(q) => parts.push(Part::Raw(q)),
+        None => parts.push(Part::Literal(s.to_vec())),
     }
 }
 
@@ -869,86 +793,19 @@ fn login_forms(password: &Secret) -> Vec<String> {
     vec![raw.to_string(), quoted]
 }
 
-/// A compact UID set (`1:5,7,9:12`) of sorted, de-duplicated UIDs.
-pub fn uid_set(sorted: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut j = i;
-        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j].wrapping_add(1) {
-            j += 1;
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if j > i {
-            let _ = write!(out, "{start}:{}", sorted[j]);
-        } else {
-            let _ = write!(out, "{start}");
-        }
-        i = j + 1;
-    }
-    out
-}
-
-/// The announced length when a line ends with a literal marker `{n}`, `{n+}` or `~{n}`.
-fn literal_len(line: &[u8]) -> Option<usize> {
-    let body = line.strip_suffix(b"}")?;
-    let open = memchr::memrchr(b'{', body)?;
-    let mut digits = &body[open + 1..];
-    if let Some(d) = digits.strip_suffix(b"+") {
-        digits = d;
-    }
-    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-fn parse_u32(b: &[u8]) -> Option<u32> {
-    if b.is_empty() || b.len() > 10 || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
-}
-
-fn strip_prefix_ci<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
-    if s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        Some(&s[prefix.len()..])
-    } else {
-        None
-    }
-}
-
-fn parse_tagged(resp: &[u8], tag: &str) -> Option<Completion> {
-    let rest = resp.strip_prefix(tag.as_bytes())?.strip_prefix(b" ")?;
-    let (status, text) = if let Some(t) = strip_prefix_ci(rest, b"OK") {
-        (Status::Ok, t)
-    } else if let Some(t) = strip_prefix_ci(rest, b"NO") {
-        (Status::No, t)
-    } else if let Some(t) = strip_prefix_ci(rest, b"BAD") {
-        (Status::Bad, t)
-    } else {
-        return None;
-    };
-    Some(Completion {
+/// A tagged completion for `tag`, its text trimmed.
+fn completion(resp: &[u8], tag: &str) -> Option<Completion> {
+    tagged(resp, tag).map(|(status, text)| Completion {
         status,
         text: String::from_utf8_lossy(text).trim().to_string(),
     })
 }
 
-/// The capabilities in a `[CAPABILITY …]` response code, if present.
-fn capability_code(text: &str) -> Option<Vec<String>> {
-    let upper = text.to_ascii_uppercase();
-    let start = upper.find("[CAPABILITY ")? + 12;
-    let end = start + upper[start..].find(']')?;
-    Some(
-        upper[start..end]
-            .split_ascii_whitespace()
-            .map(str::to_string)
-            .collect(),
-    )
+/// The capabilities in a `[CAPABILITY …]` response code, if the resp-text opens with one.
+fn capability_code(text: &[u8]) -> Option<Vec<String>> {
+    resp_text_code(text)
+        .filter(|(code, _)| code.eq_ignore_ascii_case(b"CAPABILITY"))
+        .map(|(_, args)| capability_list(args))
 }
 
 /// Decodes an XOAUTH2 error challenge (`+ <base64 JSON>`) into a short note.
@@ -957,8 +814,8 @@ fn decode_challenge(resp: &[u8]) -> String {
         .trim()
         .to_string();
     match base64::engine::general_purpose::STANDARD.decode(b64.as_bytes()) {
-        Ok(bytes) => clip(&String::from_utf8_lossy(&bytes)),
-        Err(_) => clip(&b64),
+        Ok(bytes) => server_text(&String::from_utf8_lossy(&bytes)),
+        Err(_) => server_text(&b64),
     }
 }
 
@@ -972,285 +829,109 @@ pub fn clip_redacted(text: &str, sent: &[String]) -> String {
             t = t.replace(needle.as_str(), "[redacted]");
         }
     }
-    clip(&t)
+    server_text(&t)
 }
 
-/// Shortens server text for error messages (servers can send a lot).
-pub fn clip(s: &str) -> String {
-    const MAX: usize = 300;
-    let s = s.trim();
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+/// Most characters of server text quoted in an error message.
+const SERVER_TEXT_MAX: usize = 300;
+
+/// Server text for an error message: trimmed and cut to a readable length.
+fn server_text(s: &str) -> String {
+    crate::text::clip(s.trim(), SERVER_TEXT_MAX).into_owned()
 }
 
-/// A cursor over one response, for the few grammar pieces needed (RFC 3501 §9).
-struct Cursor<'a> {
-    b: &'a [u8],
-    i: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn err(&self, what: &str) -> ObserveError {
-        let ctx = String::from_utf8_lossy(&self.b[self.i.min(self.b.len())..]);
-        ObserveError::Protocol(format!("cannot parse {what} near: {}", clip(&ctx)))
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.i).copied()
-    }
-
-    fn skip_spaces(&mut self) {
-        while self.peek() == Some(b' ') {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// An atom-like run up to a space or parenthesis; a `[...]` section is kept whole.
-    fn atom(&mut self) -> &'a [u8] {
-        let start = self.i;
-        let mut depth = 0usize;
-        while let Some(c) = self.peek() {
-            match c {
-                b'[' => depth += 1,
-                b']' => depth = depth.saturating_sub(1),
-                b' ' | b'(' | b')' if depth == 0 => break,
-                _ => {}
-            }
-            self.i += 1;
-        }
-        &self.b[start..self.i]
-    }
-
-    fn quoted(&mut self) -> Result<Vec<u8>, ObserveError> {
-        if !self.eat(b'"') {
-            return Err(self.err("a quoted string"));
-        }
-        let mut out = Vec::new();
-        while let Some(c) = self.peek() {
-            self.i += 1;
-            match c {
-                b'"' => return Ok(out),
-                b'\\' => {
-                    if let Some(n) = self.peek() {
-                        out.push(n);
-                        self.i += 1;
-                    }
-                }
-                _ => out.push(c),
-            }
-        }
-        Err(self.err("a closed quoted string"))
-    }
-
-    fn literal(&mut self) -> Result<&'a [u8], ObserveError> {
-        let start = self.i;
-        if !self.eat(b'{') {
-            return Err(self.err("a literal"));
-        }
-        let close = memchr::memchr(b'}', &self.b[self.i..]).ok_or_else(|| self.err("a literal"))?;
-        let n = parse_u32(&self.b[self.i..self.i + close])
-            .ok_or_else(|| self.err("a literal length"))? as usize;
-        self.i += close + 1;
-        if !self.b[self.i..].starts_with(b"\r\n") {
-            self.i = start;
-            return Err(self.err("a literal"));
-        }
-        self.i += 2;
-        let body = self
-            .b
-            .get(self.i..self.i + n)
-            .ok_or_else(|| self.err("a complete literal"))?;
-        self.i += n;
-        Ok(body)
-    }
-
-    /// nstring / astring: quoted, literal, NIL (empty) or atom.
-    fn string(&mut self) -> Result<std::borrow::Cow<'a, [u8]>, ObserveError> {
-        match self.peek() {
-            Some(b'"') => Ok(std::borrow::Cow::Owned(self.quoted()?)),
-            Some(b'{') => Ok(std::borrow::Cow::Borrowed(self.literal()?)),
-            Some(b'~') => {
-                self.i += 1;
-                Ok(std::borrow::Cow::Borrowed(self.literal()?))
-            }
-            _ => {
-                let a = self.atom();
-                if a.eq_ignore_ascii_case(b"NIL") {
-                    Ok(std::borrow::Cow::Borrowed(&[]))
-                } else {
-                    Ok(std::borrow::Cow::Borrowed(a))
-                }
-            }
-        }
-    }
-
-    /// Skips any value: atom, number, string, literal or nested list.
-    ///
-    /// Iterative, not recursive: a server could nest lists deeply enough to overflow the stack.
-    fn skip_value(&mut self) -> Result<(), ObserveError> {
-        let mut depth = 0usize;
-        loop {
-            match self.peek() {
-                Some(b'(') => {
-                    self.i += 1;
-                    depth += 1;
-                }
-                Some(b')') if depth > 0 => {
-                    self.i += 1;
-                    depth -= 1;
-                }
-                Some(b'"') | Some(b'{') | Some(b'~') => {
-                    self.string()?;
-                }
-                Some(_) => {
-                    if self.atom().is_empty() {
-                        return Err(self.err("a value"));
-                    }
-                }
-                None if depth > 0 => return Err(self.err("a closed list")),
-                None => return Err(self.err("a value")),
-            }
-            if depth == 0 {
-                return Ok(());
-            }
-            self.skip_spaces();
-        }
-    }
+/// A response the grammar cannot read, as a protocol error that shows where.
+fn syntax_error(what: &str, c: &Cursor<'_>, e: ParseError) -> ObserveError {
+    let near = String::from_utf8_lossy(c.rest());
+    ObserveError::Protocol(format!(
+        "cannot parse {what} ({e}) near: {}",
+        server_text(&near)
+    ))
 }
 
 /// Parses the rest of a `LIST` response: `(flags) "delim" name`.
 fn parse_list(rest: &[u8]) -> Result<Folder, ObserveError> {
-    let mut c = Cursor { b: rest, i: 0 };
-    if !c.eat(b'(') {
-        return Err(c.err("LIST flags"));
-    }
-    let mut flags = Vec::new();
-    loop {
+    let mut c = Cursor::new(rest);
+    let mut read = || -> Result<Folder, ParseError> {
+        let flags = c
+            .flag_list()?
+            .into_iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
         c.skip_spaces();
-        if c.eat(b')') {
-            break;
-        }
-        let a = c.atom();
-        if a.is_empty() {
-            return Err(c.err("LIST flags"));
-        }
-        flags.push(String::from_utf8_lossy(a).into_owned());
-    }
-    c.skip_spaces();
-    c.string()?; // the hierarchy delimiter (or NIL)
-    c.skip_spaces();
-    let name = c.string()?;
-    Ok(Folder {
-        name: String::from_utf8_lossy(&name).into_owned(),
-        flags,
-    })
+        c.nstring()?; // the hierarchy delimiter (or NIL)
+        c.skip_spaces();
+        let name = c.astring()?;
+        Ok(Folder {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            flags,
+        })
+    };
+    let folder = read();
+    folder.map_err(|e| syntax_error("a LIST response", &c, e))
 }
 
 /// Parses `n FETCH (...)`; `None` for FETCH responses without a header section (flag updates).
-fn parse_fetch(resp: &[u8]) -> Result<Option<FetchedHeaders<'_>>, ObserveError> {
-    let mut c = Cursor { b: resp, i: 0 };
-    let num = c.atom();
-    if parse_u32(num).is_none() {
+fn parse_fetch(data: &[u8]) -> Result<Option<FetchedHeaders<'_>>, ObserveError> {
+    let Some(u) = untagged(data).filter(|u| u.number.is_some() && u.is("FETCH")) else {
         return Ok(None);
-    }
-    c.skip_spaces();
-    if !c.atom().eq_ignore_ascii_case(b"FETCH") {
-        return Ok(None);
-    }
-    c.skip_spaces();
-    if !c.eat(b'(') {
-        return Err(c.err("a FETCH response"));
-    }
-    let mut uid = None;
-    let mut internal_date = None;
-    let mut header: Option<&[u8]> = None;
+    };
+    let mut c = Cursor::new(u.rest);
+    let items = fetch_items(&mut c).map_err(|e| syntax_error("a FETCH response", &c, e))?;
+    Ok(match items {
+        FetchItems {
+            uid: Some(uid),
+            internal_date,
+            header: Some(header),
+        } => Some(FetchedHeaders {
+            uid,
+            internal_date,
+            header,
+        }),
+        _ => None,
+    })
+}
+
+/// What a FETCH response says that observation uses.
+#[derive(Default)]
+struct FetchItems<'a> {
+    uid: Option<u32>,
+    internal_date: Option<DateTime<FixedOffset>>,
+    header: Option<&'a [u8]>,
+}
+
+/// UID, INTERNALDATE and a header section from a FETCH response's items; others are skipped.
+fn fetch_items<'a>(c: &mut Cursor<'a>) -> Result<FetchItems<'a>, ParseError> {
+    let mut items = FetchItems::default();
+    c.expect(b'(')?;
     loop {
         c.skip_spaces();
         if c.eat(b')') {
-            break;
+            return Ok(items);
         }
-        let key = c.atom();
-        if key.is_empty() {
-            return Err(c.err("a FETCH item"));
-        }
+        let key = c.msg_att_name()?;
         c.skip_spaces();
         if key.eq_ignore_ascii_case(b"UID") {
-            uid = Some(parse_u32(c.atom()).ok_or_else(|| c.err("a UID"))?);
+            items.uid = Some(c.number()?);
         } else if key.eq_ignore_ascii_case(b"INTERNALDATE") {
-            let raw = c.string()?;
-            internal_date = parse_internal_date(&String::from_utf8_lossy(&raw));
-        } else if strip_prefix_ci(key, b"BODY[").is_some() {
-            match c.peek() {
-                Some(b'{') | Some(b'~') => {
-                    if c.peek() == Some(b'~') {
-                        c.i += 1;
-                    }
-                    header = Some(c.literal()?);
-                }
-                _ => {
-                    // Quoted or NIL: rare for headers, but legal.
-                    let s = c.string()?;
-                    if let std::borrow::Cow::Borrowed(b) = s {
-                        header = Some(b);
-                    } else {
-                        // A quoted header has no CRLFs; treat it as empty rather than copy.
-                        header = Some(&[]);
-                    }
-                }
-            }
+            let raw = c.nstring()?.unwrap_or_default();
+            items.internal_date = parse_date_time(&String::from_utf8_lossy(&raw));
+        } else if key.len() >= 5 && key[..5].eq_ignore_ascii_case(b"BODY[") {
+            items.header = Some(match c.nstring()? {
+                Some(Cow::Borrowed(b)) => b,
+                // A quoted header has no CRLFs, and NIL has none at all: treat either as empty
+                // rather than copy.
+                Some(Cow::Owned(_)) | None => &[],
+            });
         } else {
             c.skip_value()?;
         }
     }
-    match (uid, header) {
-        (Some(uid), Some(header)) => Ok(Some(FetchedHeaders {
-            uid,
-            internal_date,
-            header,
-        })),
-        _ => Ok(None),
-    }
-}
-
-/// Parses an INTERNALDATE such as `17-Jul-1996 02:44:25 -0700` (day may be space-padded).
-pub fn parse_internal_date(s: &str) -> Option<DateTime<FixedOffset>> {
-    DateTime::parse_from_str(s.trim(), "%d-%b-%Y %H:%M:%S %z").ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uid_sets_compress_runs() {
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(uid_set(&[4]), "4");
-        assert_eq!(uid_set(&[]), "");
-    }
-
-    #[test]
-    fn literal_markers() {
-        assert_eq!(literal_len(b"* 1 FETCH (BODY[] {12}"), Some(12));
-        assert_eq!(literal_len(b"x {3+}"), Some(3));
-        assert_eq!(literal_len(b"x {}"), None);
-        assert_eq!(literal_len(b"x {a}"), None);
-        assert_eq!(literal_len(b"x"), None);
-    }
 
     #[test]
     fn fetch_parses_any_order_and_sections() {

@@ -27,10 +27,10 @@ pub use tls::tls_config;
 pub use token::{Secret, SecretSource, TokenProvider, TokenSource};
 
 use crate::record::{
-    AttemptRecord, Evidence, FolderKind, ObservationRecord, ObservationStatus, OutcomeClass,
-    RECORD_SCHEMA,
+    AttemptRecord, Evidence, FolderKind, ObservationRecord, ObservationStatus, RECORD_SCHEMA,
 };
 use crate::scenario::target::{ImapAuth, ImapTls, TargetFile};
+use crate::vocab::OutcomeClass;
 
 /// The run header every harness message carries.
 pub const RUN_HEADER: &str = "X-Harness-Run";

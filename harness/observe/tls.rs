@@ -5,8 +5,8 @@
 //! it is a self-signed CA certificate (webpki refuses those as end entities with
 //! `CaUsedAsEndEntity`; test beds and appliances use exactly such certificates). The operator
 //! pinned that exact certificate, so its validity period and names are still checked, and the
-//! handshake signature still proves the server holds its key. The verifier is the send engine's
-//! (`send::tls::HarnessVerifier`) in strict mode.
+//! handshake signature still proves the server holds its key. The verifier is the one the send
+//! engine uses too (`trust::HarnessVerifier`), in strict mode.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,8 +14,8 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 
 use super::ObserveError;
-use crate::scenario::target::TlsVerify;
-use crate::send::tls::HarnessVerifier;
+use crate::trust::HarnessVerifier;
+use crate::vocab::TlsVerify;
 
 /// Builds the client configuration; `ca_file` adds (and pins) trust anchors from a PEM file.
 pub fn tls_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, ObserveError> {

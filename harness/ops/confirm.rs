@@ -10,14 +10,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{mask_address, redact, reference_id, Endpoint, OpsError};
+use super::{mask_address, redact, reference_id, OpsError};
+use crate::endpoint::{tenant_endpoint, Endpoint};
 use crate::observe::{self, ImapTarget, ObserveOptions};
-use crate::record::{AttemptRecord, ObservationStatus, OutcomeClass};
+use crate::record::{AttemptRecord, ObservationStatus};
 use crate::reply;
-use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, MessageText, OneShot};
 use crate::sim::SimHandle;
+use crate::vocab::{OutcomeClass, TlsMode};
 
 /// How long to wait for the simulator to store an accepted message.
 const SIM_DELIVERY_WAIT: Duration = Duration::from_secs(10);
@@ -172,7 +173,7 @@ pub async fn confirm_with(
     sim: Option<&SimHandle>,
     text: Option<&MessageText>,
 ) -> Result<ConfirmReport, OpsError> {
-    send::check_source_ip(from_ip).map_err(|e| OpsError::Config(format!("--from-ip: {e}")))?;
+    send::check_source_ip(from_ip).map_err(OpsError::FromIp)?;
     let reference = reference_id("MH");
     let ctx = ep.context(&reference)?;
     let text = with_reference(text.unwrap_or(&default_text()), &reference);
@@ -205,7 +206,7 @@ pub async fn confirm_with(
             sim.wait_delivered(SIM_DELIVERY_WAIT).await;
             let trace = sim
                 .trace(Some(sent_at - chrono::Duration::seconds(1)))
-                .map_err(|e| OpsError::Infra(format!("reading the simulator's trace: {e}")))?;
+                .map_err(OpsError::Trace)?;
             let mid = rec.message_id.trim_matches(['<', '>']);
             if let Some(t) = trace.iter().find(|t| {
                 t.message_id
@@ -242,7 +243,7 @@ pub async fn confirm_with(
         } else if let Some((imap, opts)) = imap {
             let obs = observe::observe(imap, &reference, std::slice::from_ref(&rec), &opts)
                 .await
-                .map_err(|e| OpsError::Infra(format!("observing over IMAP: {e}")))?;
+                .map_err(OpsError::Observe)?;
             arrival = obs
                 .records
                 .iter()
@@ -289,11 +290,9 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
     // Before sending: a report that cannot be written after the customer got the message would
     // lose the verdict, and running again would mail them twice.
     if let Some(dir) = &opts.report_dir {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            OpsError::Config(format!(
-                "--report-dir {}: cannot create this directory ({e}); give a directory path",
-                dir.display()
-            ))
+        std::fs::create_dir_all(dir).map_err(|source| OpsError::ReportDir {
+            path: dir.clone(),
+            source,
         })?;
     }
     let from_ip = match opts.from_ip {
@@ -301,18 +300,15 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
         None => super::senders(t)
             .first()
             .map(|(_, ip)| *ip)
-            .ok_or_else(|| {
-                OpsError::Config(format!(
-                    "{}: the target lists no [senders]",
-                    t.src.path.display()
-                ))
+            .ok_or_else(|| OpsError::NoSender {
+                path: t.src.path.clone(),
             })?,
     };
     let report = if super::is_simulator(t) {
         let dir = super::verify::tempdir()?;
         let sim = crate::sim::start(t.file.tenant(), &dir)
             .await
-            .map_err(|e| OpsError::Infra(format!("cannot start the embedded simulator: {e}")))?;
+            .map_err(OpsError::Simulator)?;
         let domain = opts.to.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         let ep = Endpoint::simulator(&sim, domain)?;
         let r = confirm_with(&ep, from_ip, &opts.to, None, Some(&sim), opts.text.as_ref()).await;
@@ -320,7 +316,7 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
         let _ = std::fs::remove_dir_all(&dir);
         r?
     } else {
-        let ep = super::tenant_endpoint(t, opts.dns).await?;
+        let ep = tenant_endpoint(t, opts.dns).await?;
         let covered = t
             .file
             .mailboxes
@@ -328,8 +324,10 @@ pub async fn confirm(t: &LoadedTarget, opts: &ConfirmOptions) -> Result<ConfirmR
             .any(|m| m.get_ref().address.get_ref().eq_ignore_ascii_case(&opts.to));
         let imap = if covered && t.file.imap.is_some() {
             Some(
-                ImapTarget::from_target(&t.file)
-                    .map_err(|e| OpsError::Config(format!("{}: {e}", t.src.path.display())))?,
+                ImapTarget::from_target(&t.file).map_err(|source| OpsError::Imap {
+                    path: t.src.path.clone(),
+                    source,
+                })?,
             )
         } else {
             None
@@ -390,16 +388,25 @@ impl ConfirmReport {
 
     /// Writes `confirm-<reference>.md` and `.json` into `dir`; returns the Markdown path.
     pub fn write(&self, dir: &Path) -> Result<PathBuf, OpsError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| OpsError::Infra(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|source| OpsError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let md = dir.join(format!("confirm-{}.md", self.reference));
-        std::fs::write(&md, self.render_markdown())
-            .map_err(|e| OpsError::Infra(format!("cannot write {}: {e}", md.display())))?;
+        write_file(&md, self.render_markdown())?;
         let js = dir.join(format!("confirm-{}.json", self.reference));
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| OpsError::Infra(format!("cannot encode the report: {e}")))?;
-        std::fs::write(&js, text)
-            .map_err(|e| OpsError::Infra(format!("cannot write {}: {e}", js.display())))?;
+        write_file(
+            &js,
+            serde_json::to_string_pretty(self).map_err(OpsError::Encode)?,
+        )?;
         Ok(md)
     }
+}
+
+/// Writes `text` to `path`.
+fn write_file(path: &Path, text: String) -> Result<(), OpsError> {
+    std::fs::write(path, text).map_err(|source| OpsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }

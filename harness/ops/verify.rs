@@ -11,13 +11,14 @@ use std::net::{Ipv4Addr, SocketAddr};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{reference_id, senders, tenant_endpoint, Endpoint, OpsError};
+use super::{reference_id, senders, OpsError};
+use crate::endpoint::{tenant_endpoint, Endpoint};
 use crate::observe::{self, ImapTarget, ObserveOptions};
-use crate::record::{AttemptRecord, CertVerification, ObservationStatus, OutcomeClass, TlsInfo};
+use crate::record::{AttemptRecord, CertVerification, ObservationStatus, TlsInfo};
 use crate::reply;
-use crate::scenario::types::TlsMode;
 use crate::scenario::LoadedTarget;
 use crate::send::{self, OneShot};
+use crate::vocab::{OutcomeClass, TlsMode};
 
 /// Version of the verification JSON; bump on incompatible change.
 pub const VERIFY_SCHEMA: u32 = 1;
@@ -243,7 +244,7 @@ pub async fn verify(t: &LoadedTarget, opts: &VerifyOptions) -> Result<VerifyRepo
         let dir = tempdir()?;
         let sim = crate::sim::start(t.file.tenant(), &dir)
             .await
-            .map_err(|e| OpsError::Infra(format!("cannot start the embedded simulator: {e}")))?;
+            .map_err(OpsError::Simulator)?;
         let domain = t
             .file
             .tenant()
@@ -267,9 +268,10 @@ pub(crate) fn tempdir() -> Result<std::path::PathBuf, OpsError> {
         "mailharness-ops-{}",
         uuid::Uuid::new_v4().as_simple()
     ));
-    std::fs::create_dir_all(&d)
-        .map_err(|e| OpsError::Infra(format!("cannot create {}: {e}", d.display())))?;
-    Ok(d)
+    match std::fs::create_dir_all(&d) {
+        Ok(()) => Ok(d),
+        Err(source) => Err(OpsError::Create { path: d, source }),
+    }
 }
 
 /// Runs the verification against an already resolved endpoint.
@@ -278,24 +280,22 @@ pub async fn verify_with(
     ep: &Endpoint,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, OpsError> {
-    let path = t.src.path.display().to_string();
+    let path = &t.src.path;
     let recipient = t
         .file
         .mailboxes
         .first()
         .map(|m| m.get_ref().address.get_ref().clone())
-        .ok_or_else(|| {
-            OpsError::Config(format!(
-                "{path}: the target lists no [[mailboxes]]: verify needs a test mailbox to send to"
-            ))
-        })?;
+        .ok_or_else(|| OpsError::NoMailbox { path: path.clone() })?;
     super::check_guard(t, &recipient)?;
     let imap = if opts.no_observe || t.file.imap.is_none() {
         None
     } else {
         Some(
-            ImapTarget::from_target(&t.file)
-                .map_err(|e| OpsError::Config(format!("{path}: {e}")))?,
+            ImapTarget::from_target(&t.file).map_err(|source| OpsError::Imap {
+                path: path.clone(),
+                source,
+            })?,
         )
     };
     let run_id = reference_id("verify");
@@ -354,7 +354,7 @@ pub async fn verify_with(
             let oopts = ObserveOptions::from_target(&t.file);
             let obs = observe::observe(imap, &run_id, &attempts, &oopts)
                 .await
-                .map_err(|e| OpsError::Infra(format!("observing over IMAP: {e}")))?;
+                .map_err(OpsError::Observe)?;
             let mut by_attempt: BTreeMap<String, String> = BTreeMap::new();
             for o in &obs.records {
                 let Some(id) = &o.attempt_id else { continue };
@@ -429,24 +429,21 @@ pub async fn verify_with(
 
 /// Reads a previous verification's JSON (`--previous`).
 pub fn read_previous(path: &std::path::Path) -> Result<VerifyReport, OpsError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        OpsError::Config(format!(
-            "--previous {}: cannot read it: {e}",
-            path.display()
-        ))
+    let text = std::fs::read_to_string(path).map_err(|source| OpsError::PreviousUnreadable {
+        path: path.to_path_buf(),
+        source,
     })?;
-    let r: VerifyReport = serde_json::from_str(&text).map_err(|e| {
-        OpsError::Config(format!(
-            "--previous {}: not a `mailharness verify --json` report: {e}",
-            path.display()
-        ))
-    })?;
+    let r: VerifyReport =
+        serde_json::from_str(&text).map_err(|source| OpsError::PreviousNotAReport {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if r.schema != VERIFY_SCHEMA {
-        return Err(OpsError::Config(format!(
-            "--previous {}: schema {} is not the {VERIFY_SCHEMA} this version reads",
-            path.display(),
-            r.schema
-        )));
+        return Err(OpsError::PreviousSchema {
+            path: path.to_path_buf(),
+            schema: r.schema,
+            expected: VERIFY_SCHEMA,
+        });
     }
     Ok(r)
 }

@@ -12,8 +12,8 @@ use super::rfc3463::{class_name, detail_name, subject_name};
 use super::{
     extract_token, read_status, Confidence, ConnectorAnswer, Context, EnhancedCode, Origin, Status,
 };
-use crate::record::OutcomeClass;
 use crate::text::printable;
+use crate::vocab::OutcomeClass;
 
 /// Version of `explain --json`'s document; bump on incompatible change.
 pub const EXPLAIN_SCHEMA: u32 = 2;

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::record::OutcomeClass;
+use crate::vocab::OutcomeClass;
 
 mod compose;
 pub mod dsn;

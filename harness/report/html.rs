@@ -5,20 +5,38 @@ use std::fmt::Write as _;
 
 use super::{ms, next_steps, onset_text, other_outcomes, pct, xml_escape as esc};
 use crate::analysis::Summary;
+use crate::vocab::{OutcomeClass, TlsMode};
+
+/// The chart colour of the failures (TLS, connect, timeout, protocol), which share one legend entry.
+const FAILURE_COLOUR: &str = "#444444";
 
 /// Chart colours per outcome class (colour-blind-friendly palette).
-fn colour(outcome: &str) -> &'static str {
+fn colour(outcome: OutcomeClass) -> &'static str {
     match outcome {
-        "accepted" => "#1b9e77",
-        "throttled" => "#d95f02",
-        "rate-limited" => "#e6ab02",
-        "deferred" => "#a6761d",
-        "tls-required" => "#7570b3",
-        "rejected" => "#e7298a",
-        "interrupted" => "#999999",
-        _ => "#444444",
+        OutcomeClass::Accepted => "#1b9e77",
+        OutcomeClass::Throttled => "#d95f02",
+        OutcomeClass::RateLimited => "#e6ab02",
+        OutcomeClass::Deferred => "#a6761d",
+        OutcomeClass::TlsRequired => "#7570b3",
+        OutcomeClass::Rejected => "#e7298a",
+        OutcomeClass::Interrupted => "#999999",
+        OutcomeClass::TlsFailure
+        | OutcomeClass::ConnectFailure
+        | OutcomeClass::Timeout
+        | OutcomeClass::ProtocolError => FAILURE_COLOUR,
     }
 }
+
+/// The legend's classes, in its order; the failures follow as one entry.
+const LEGEND: [OutcomeClass; 7] = [
+    OutcomeClass::Accepted,
+    OutcomeClass::Throttled,
+    OutcomeClass::TlsRequired,
+    OutcomeClass::Rejected,
+    OutcomeClass::Deferred,
+    OutcomeClass::RateLimited,
+    OutcomeClass::Interrupted,
+];
 
 const CSS: &str = r#"
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:72rem;color:#222;line-height:1.4;padding:0 1rem}
@@ -53,7 +71,7 @@ pub fn render_html(s: &Summary) -> String {
         "<h1>{} <span class=\"verdict {}\">{}</span></h1>",
         esc(&s.scenario),
         s.verdict,
-        s.verdict.to_uppercase()
+        s.verdict.as_upper()
     );
     let senders: Vec<String> = s
         .senders
@@ -65,7 +83,7 @@ pub fn render_html(s: &Summary) -> String {
         "<p class=\"meta\">Run <code>{}</code> against <b>{}</b> ({}) · {} → {}{} · senders {} · {passed} of {} expectations held</p>",
         esc(&s.run_id),
         esc(&s.target),
-        esc(&s.target_kind),
+        s.target_kind,
         esc(&s.started_at),
         esc(&s.finished_at),
         if s.interrupted { " · <b>interrupted</b>" } else { "" },
@@ -94,9 +112,9 @@ pub fn render_html(s: &Summary) -> String {
             let _ = write!(
                 o,
                 " after <code>{}</code> of connector “{}” via {}",
-                esc(&c.action),
+                c.action,
                 esc(&c.connector),
-                esc(&c.apply)
+                c.apply
             );
             match (c.effective_after_s, c.timed_out) {
                 (Some(t), _) => {
@@ -134,7 +152,7 @@ pub fn render_html(s: &Summary) -> String {
         let _ = writeln!(
             o,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{} ({})</td><td class=n>{} ({})</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&c.phase), esc(&c.sender), esc(&c.source_ip), esc(&c.tls), c.sent, c.accepted, pct(c.accepted, c.sent),
+            esc(&c.phase), esc(&c.sender), esc(&c.source_ip), c.tls, c.sent, c.accepted, pct(c.accepted, c.sent),
             c.throttled, pct(c.throttled, c.sent), c.tls_required, c.rejected, other, obs(c.delivered), obs(c.inbox),
             obs(c.junk), obs(c.missing), ms(c.latency_p50_ms), ms(c.latency_p95_ms),
             esc(c.min_tls_version.as_deref().unwrap_or("–")), esc(&onset)
@@ -144,21 +162,9 @@ pub fn render_html(s: &Summary) -> String {
 
     let _ = writeln!(o, "<h2 id=\"charts\">Charts</h2>");
     let _ = writeln!(o, "<div class=\"legend\">");
-    for k in [
-        "accepted",
-        "throttled",
-        "tls-required",
-        "rejected",
-        "deferred",
-        "rate-limited",
-        "interrupted",
-        "failure",
-    ] {
-        let _ = write!(
-            o,
-            "<span><i style=\"background:{}\"></i>{k}</span>",
-            colour(k)
-        );
+    let legend = LEGEND.iter().map(|&k| (k.as_str(), colour(k)));
+    for (k, fill) in legend.chain([("failure", FAILURE_COLOUR)]) {
+        let _ = write!(o, "<span><i style=\"background:{fill}\"></i>{k}</span>");
     }
     let _ = writeln!(o, "</div>");
     timeline_svg(&mut o, s);
@@ -172,7 +178,7 @@ pub fn render_html(s: &Summary) -> String {
             "<tr class=\"{}\"><td>{}</td><td>{}/{}/{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             if v.passed { "passrow" } else { "failrow" },
             if v.passed { "PASS" } else { "<b>FAIL</b>" },
-            esc(&v.phase), esc(&v.sender), esc(&v.tls), esc(&v.check), esc(&v.actual), esc(&v.detail)
+            esc(&v.phase), esc(&v.sender), v.tls, esc(&v.check), esc(&v.actual), esc(&v.detail)
         );
     }
     let _ = writeln!(o, "</tbody></table>");
@@ -234,11 +240,10 @@ fn timeline_svg(o: &mut String, s: &Summary) {
         if pts.is_empty() {
             continue;
         }
-        let mut rows: Vec<(String, String)> = pts
-            .iter()
-            .map(|p| (p.sender.clone(), p.tls.clone()))
-            .collect();
-        rows.sort();
+        let mut rows: Vec<(&str, TlsMode)> =
+            pts.iter().map(|p| (p.sender.as_str(), p.tls)).collect();
+        // Alphabetical by the mode's name, as the rows have always been, not in TlsMode's order.
+        rows.sort_by_key(|&(sender, tls)| (sender, tls.as_str()));
         rows.dedup();
         let max_t = pts.iter().map(|p| p.t_ms).fold(1.0_f64, f64::max);
         let (w, left, top, row_h) = (900.0, 190.0, 30.0, 26.0);
@@ -258,7 +263,7 @@ fn timeline_svg(o: &mut String, s: &Summary) {
                 left - 8.0,
                 y + 4.0,
                 esc(sender),
-                esc(tls)
+                tls
             );
             let _ = writeln!(
                 o,
@@ -275,8 +280,8 @@ fn timeline_svg(o: &mut String, s: &Summary) {
             let _ = writeln!(
                 o,
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"4.5\" fill=\"{}\" fill-opacity=\"0.85\"><title>{} at {:.2}s</title></circle>",
-                colour(&p.outcome),
-                esc(&p.outcome),
+                colour(p.outcome),
+                p.outcome,
                 p.t_ms / 1000.0
             );
         }
@@ -318,7 +323,7 @@ fn delta_svg(o: &mut String, s: &Summary) {
             left - 8.0,
             y + 22.0,
             esc(&d.sender),
-            esc(&d.tls)
+            d.tls
         );
         for (j, (rate, label, fill)) in [
             (d.throttle_rate_before, &d.before, "#d95f02"),

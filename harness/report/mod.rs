@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::analysis::{files, CellStats, Summary};
+use crate::reply::ConnectorAnswer;
 
 pub use html::render_html;
 
@@ -123,7 +124,7 @@ pub fn render_markdown(s: &Summary) -> String {
         o,
         "# mailharness run `{}`: {}",
         s.run_id,
-        s.verdict.to_uppercase()
+        s.verdict.as_upper()
     );
     let _ = writeln!(o);
     let _ = writeln!(
@@ -263,13 +264,15 @@ pub fn render_markdown(s: &Summary) -> String {
             if let Some(m) = &g.meaning {
                 let _ = writeln!(o, "  - Meaning: {}", md_text(m));
             }
-            if let Some(c) = &g.connector {
-                let what = match c.as_str() {
-                    "helps" => "an inbound connector for the sending IPs fixes this",
-                    "fix-existing" => "the existing connector does not match this sender; fix it",
-                    "cause" => "a connector's own setting produced this",
-                    "not-a-tenant" => "consumer Outlook.com: no tenant, no connector",
-                    _ => "not a connector matter",
+            if let Some(c) = g.connector {
+                let what = match c {
+                    ConnectorAnswer::Helps => "an inbound connector for the sending IPs fixes this",
+                    ConnectorAnswer::FixExisting => {
+                        "the existing connector does not match this sender; fix it"
+                    }
+                    ConnectorAnswer::Cause => "a connector's own setting produced this",
+                    ConnectorAnswer::NotATenant => "consumer Outlook.com: no tenant, no connector",
+                    ConnectorAnswer::No => "not a connector matter",
                 };
                 let _ = writeln!(o, "  - Connector: {what}");
             }
@@ -370,9 +373,9 @@ pub fn render_junit(s: &Summary) -> String {
     );
     let _ = writeln!(o, "    <properties>");
     for (k, v) in [
-        ("run_id", &s.run_id),
-        ("target", &s.target),
-        ("target_kind", &s.target_kind),
+        ("run_id", s.run_id.as_str()),
+        ("target", s.target.as_str()),
+        ("target_kind", s.target_kind.as_str()),
     ] {
         let _ = writeln!(
             o,

@@ -7,33 +7,87 @@ use std::time::{Duration, Instant};
 
 use super::sleep_or_cancel;
 use crate::connector;
-use crate::record::{ChangeRecord, OutcomeClass};
-use crate::scenario::model::{ApplyMethod, ConnectorAction, WaitMethod};
+use crate::record::ChangeRecord;
 use crate::scenario::plan::{Plan, PlannedChange};
-use crate::scenario::types::{ConnectorCidr, HumanDuration, TlsMode};
-use crate::send::{self, AttemptSink, CancelToken, OneShot, Progress, SendContext};
-use crate::sim::{ConnectorPatch, ConnectorSpec, SimHandle};
+use crate::send::{self, AttemptSink, CancelToken, OneShot, Progress, SendContext, SendError};
+use crate::sim::{ConnectorPatch, ConnectorSpec, SimError, SimHandle};
+use crate::vocab::{
+    ApplyMethod, ConnectorAction, ConnectorCidr, HumanDuration, OutcomeClass, TlsMode, WaitMethod,
+};
 
 /// How often the signal file is looked for.
 const SIGNAL_POLL: Duration = Duration::from_millis(250);
 
-fn method_name(m: ApplyMethod) -> &'static str {
-    match m {
-        ApplyMethod::Simulator => "simulator",
-        ApplyMethod::Prompt => "prompt",
-        ApplyMethod::Hook => "hook",
-        ApplyMethod::SignalFile => "signal-file",
-    }
-}
-
-fn action_name(a: ConnectorAction) -> &'static str {
-    match a {
-        ConnectorAction::Create => "create",
-        ConnectorAction::Update => "update",
-        ConnectorAction::Enable => "enable",
-        ConnectorAction::Disable => "disable",
-        ConnectorAction::Delete => "delete",
-    }
+/// Why a change could not be applied or followed; the change record keeps its text.
+#[derive(Debug, thiserror::Error)]
+enum ChangeError {
+    /// `apply = "simulator"` against a real tenant.
+    #[error("`apply = \"simulator\"` needs the embedded simulator")]
+    NoSimulator,
+    /// The operator prompt without a terminal to answer on.
+    #[error("the operator prompt needs an interactive terminal; for unattended runs use apply = \"hook\" or \"signal-file\"")]
+    NotATerminal,
+    /// Reading the operator's Enter failed.
+    #[error("could not read the operator's answer")]
+    OperatorUnreadable,
+    /// The operator did not answer in time.
+    #[error("no answer from the operator within {0}")]
+    OperatorTimeout(HumanDuration),
+    /// The run was stopped while waiting for the operator.
+    #[error("interrupted while waiting for the operator")]
+    OperatorInterrupted,
+    /// `command = []`.
+    #[error("the hook command is empty")]
+    EmptyHook,
+    /// The run was stopped while the hook ran.
+    #[error("interrupted while the hook ran")]
+    HookInterrupted,
+    /// The hook did not finish in time.
+    #[error("hook `{command}` did not finish within {timeout}")]
+    HookTimeout {
+        /// The command line.
+        command: String,
+        /// How long it had.
+        timeout: HumanDuration,
+    },
+    /// The hook could not be started.
+    #[error("cannot run hook `{command}`: {source}")]
+    HookSpawn {
+        /// The command line.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The hook exited unsuccessfully.
+    #[error("hook `{command}` failed ({status}): {stderr}")]
+    HookFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it wrote on stderr, trimmed.
+        stderr: String,
+    },
+    /// The signal file did not appear in time.
+    #[error("the signal file {path} did not appear within {timeout}")]
+    SignalTimeout {
+        /// The file waited for.
+        path: String,
+        /// How long it had.
+        timeout: HumanDuration,
+    },
+    /// The run was stopped while waiting for the signal file.
+    #[error("interrupted while waiting for the signal file")]
+    SignalInterrupted,
+    /// A sender IP of the change is not a connector range.
+    #[error("{0}")]
+    SenderIp(String),
+    /// The simulator refused the change.
+    #[error("{0}")]
+    Simulator(#[source] SimError),
+    /// A probe was sent but its record could not be written.
+    #[error("cannot record a probe: {0}")]
+    Probe(#[source] SendError),
 }
 
 /// Applies a change and waits as the scenario says; every outcome, failures included, is a record.
@@ -50,14 +104,11 @@ pub(super) async fn apply_and_wait(
     cancel: &CancelToken,
 ) -> ChangeRecord {
     let mut rec = ChangeRecord {
-        action: action_name(c.action).into(),
+        action: c.action,
         connector: c.connector_name.clone(),
-        apply: method_name(c.apply).into(),
+        apply: c.apply,
         applied_ms: 0.0,
-        wait: match c.wait {
-            WaitMethod::Settle => "settle".into(),
-            WaitMethod::Poll => "poll".into(),
-        },
+        wait: c.wait,
         effective_after_ms: None,
         probes: Vec::new(),
         timed_out: false,
@@ -71,7 +122,7 @@ pub(super) async fn apply_and_wait(
         rec.apply
     ));
     if let Err(e) = apply(c, plan, sim, progress, cancel).await {
-        rec.error = Some(e);
+        rec.error = Some(e.to_string());
         return rec;
     }
     let applied = Instant::now();
@@ -88,7 +139,7 @@ pub(super) async fn apply_and_wait(
                     match probe_round(c, phase, plan, ctx, sink, round, &mut rec, cancel).await {
                         Ok(o) => o,
                         Err(e) => {
-                            rec.error = Some(e);
+                            rec.error = Some(e.to_string());
                             break;
                         }
                     };
@@ -145,7 +196,7 @@ async fn probe_round(
     round: u32,
     rec: &mut ChangeRecord,
     cancel: &CancelToken,
-) -> Result<Vec<ProbeResult>, String> {
+) -> Result<Vec<ProbeResult>, ChangeError> {
     let removing = matches!(c.action, ConnectorAction::Delete | ConnectorAction::Disable);
     let recipient = plan
         .phases
@@ -194,9 +245,7 @@ async fn probe_round(
         // Probes are real messages: recorded like any other attempt.
         for r in std::iter::once(main).chain(plain) {
             rec.probes.push(r.attempt_id.clone());
-            sink.write(r)
-                .await
-                .map_err(|e| format!("cannot record a probe: {e}"))?;
+            sink.write(r).await.map_err(ChangeError::Probe)?;
         }
         results.push(result);
     }
@@ -245,95 +294,113 @@ async fn apply(
     sim: Option<&SimHandle>,
     progress: &Progress,
     cancel: &CancelToken,
-) -> Result<(), String> {
-    let timeout = Duration::from_secs_f64(c.apply_timeout_secs);
+) -> Result<(), ChangeError> {
+    let timeout = HumanDuration(Duration::from_secs_f64(c.apply_timeout_secs));
     match c.apply {
-        ApplyMethod::Simulator => {
-            let sim = sim.ok_or("`apply = \"simulator\"` needs the embedded simulator")?;
-            apply_to_simulator(c, sim)
-        }
+        ApplyMethod::Simulator => apply_to_simulator(c, sim.ok_or(ChangeError::NoSimulator)?),
         ApplyMethod::Prompt => {
             progress.println(&connector::operator_text(c));
-            if !std::io::stdin().is_terminal() {
-                return Err("the operator prompt needs an interactive terminal; for unattended runs use apply = \"hook\" or \"signal-file\"".into());
-            }
-            progress.println("Press Enter once the connector is saved (Ctrl-C stops the run).");
-            let read = tokio::task::spawn_blocking(|| {
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).map(|_| ())
-            });
-            tokio::select! {
-                r = tokio::time::timeout(timeout, read) => match r {
-                    Ok(Ok(Ok(()))) => Ok(()),
-                    Ok(_) => Err("could not read the operator's answer".into()),
-                    Err(_) => Err(format!("no answer from the operator within {}", HumanDuration(timeout))),
-                },
-                _ = cancel.cancelled() => Err("interrupted while waiting for the operator".into()),
-            }
+            ask_operator(progress, timeout, cancel).await
         }
-        ApplyMethod::Hook => {
-            let cmd = c.command.clone().unwrap_or_default();
-            let (prog, args) = cmd.split_first().ok_or("the hook command is empty")?;
-            let mut command = tokio::process::Command::new(prog);
-            command
-                .args(args)
-                .env("MH_CONNECTOR_ACTION", action_name(c.action))
-                .env("MH_CONNECTOR_NAME", &c.connector_name)
-                .env("MH_SENDER_IPS", c.sender_ips.join(","))
-                .env("MH_REQUIRE_TLS", c.require_tls.to_string())
-                .env("MH_SCENARIO", &plan.scenario)
-                .kill_on_drop(true);
-            let out = tokio::select! {
-                r = tokio::time::timeout(timeout, command.output()) => r,
-                _ = cancel.cancelled() => return Err("interrupted while the hook ran".into()),
-            };
-            match out {
-                Err(_) => Err(format!(
-                    "hook `{}` did not finish within {}",
-                    cmd.join(" "),
-                    HumanDuration(timeout)
-                )),
-                Ok(Err(e)) => Err(format!("cannot run hook `{}`: {e}", cmd.join(" "))),
-                Ok(Ok(o)) if o.status.success() => Ok(()),
-                Ok(Ok(o)) => Err(format!(
-                    "hook `{}` failed ({}): {}",
-                    cmd.join(" "),
-                    o.status,
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-            }
-        }
+        ApplyMethod::Hook => run_hook(c, plan, timeout, cancel).await,
         ApplyMethod::SignalFile => {
             let path = c.signal_file.clone().unwrap_or_default();
             progress.println(&connector::operator_text(c));
             progress.println(&format!("Waiting for the signal file {path} to appear."));
-            let deadline = Instant::now() + timeout;
-            loop {
-                if std::path::Path::new(&path).exists() {
-                    return Ok(());
-                }
-                if Instant::now() >= deadline {
-                    return Err(format!(
-                        "the signal file {path} did not appear within {}",
-                        HumanDuration(timeout)
-                    ));
-                }
-                if !sleep_or_cancel(SIGNAL_POLL, cancel).await {
-                    return Err("interrupted while waiting for the signal file".into());
-                }
-            }
+            wait_for_file(path, timeout, cancel).await
         }
     }
 }
 
-fn cidrs(c: &PlannedChange) -> Result<Vec<ConnectorCidr>, String> {
+/// Waits for the operator to press Enter on the terminal.
+async fn ask_operator(
+    progress: &Progress,
+    timeout: HumanDuration,
+    cancel: &CancelToken,
+) -> Result<(), ChangeError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ChangeError::NotATerminal);
+    }
+    progress.println("Press Enter once the connector is saved (Ctrl-C stops the run).");
+    let read = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| ())
+    });
+    tokio::select! {
+        r = tokio::time::timeout(timeout.0, read) => match r {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(_) => Err(ChangeError::OperatorUnreadable),
+            Err(_) => Err(ChangeError::OperatorTimeout(timeout)),
+        },
+        _ = cancel.cancelled() => Err(ChangeError::OperatorInterrupted),
+    }
+}
+
+/// Runs the hook command with the change in its environment; exit status 0 means applied.
+async fn run_hook(
+    c: &PlannedChange,
+    plan: &Plan,
+    timeout: HumanDuration,
+    cancel: &CancelToken,
+) -> Result<(), ChangeError> {
+    let cmd = c.command.clone().unwrap_or_default();
+    let (prog, args) = cmd.split_first().ok_or(ChangeError::EmptyHook)?;
+    let mut command = tokio::process::Command::new(prog);
+    command
+        .args(args)
+        .env("MH_CONNECTOR_ACTION", c.action.as_str())
+        .env("MH_CONNECTOR_NAME", &c.connector_name)
+        .env("MH_SENDER_IPS", c.sender_ips.join(","))
+        .env("MH_REQUIRE_TLS", c.require_tls.to_string())
+        .env("MH_SCENARIO", &plan.scenario)
+        .kill_on_drop(true);
+    let out = tokio::select! {
+        r = tokio::time::timeout(timeout.0, command.output()) => r,
+        _ = cancel.cancelled() => return Err(ChangeError::HookInterrupted),
+    };
+    let command = cmd.join(" ");
+    match out {
+        Err(_) => Err(ChangeError::HookTimeout { command, timeout }),
+        Ok(Err(source)) => Err(ChangeError::HookSpawn { command, source }),
+        Ok(Ok(o)) if o.status.success() => Ok(()),
+        Ok(Ok(o)) => Err(ChangeError::HookFailed {
+            command,
+            status: o.status,
+            stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+        }),
+    }
+}
+
+/// Waits until the file at `path` exists.
+async fn wait_for_file(
+    path: String,
+    timeout: HumanDuration,
+    cancel: &CancelToken,
+) -> Result<(), ChangeError> {
+    let deadline = Instant::now() + timeout.0;
+    loop {
+        if std::path::Path::new(&path).exists() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ChangeError::SignalTimeout { path, timeout });
+        }
+        if !sleep_or_cancel(SIGNAL_POLL, cancel).await {
+            return Err(ChangeError::SignalInterrupted);
+        }
+    }
+}
+
+/// The change's sender IPs as connector ranges.
+fn cidrs(c: &PlannedChange) -> Result<Vec<ConnectorCidr>, ChangeError> {
     c.sender_ips
         .iter()
-        .map(|s| s.parse::<ConnectorCidr>())
+        .map(|s| s.parse::<ConnectorCidr>().map_err(ChangeError::SenderIp))
         .collect()
 }
 
-fn apply_to_simulator(c: &PlannedChange, sim: &SimHandle) -> Result<(), String> {
+/// Applies the change through the embedded simulator's connector API.
+fn apply_to_simulator(c: &PlannedChange, sim: &SimHandle) -> Result<(), ChangeError> {
     let r = match c.action {
         ConnectorAction::Create => sim.create_connector(ConnectorSpec {
             name: c.connector_name.clone(),
@@ -362,5 +429,5 @@ fn apply_to_simulator(c: &PlannedChange, sim: &SimHandle) -> Result<(), String> 
         ),
         ConnectorAction::Delete => sim.delete_connector(&c.connector_name),
     };
-    r.map(|_| ()).map_err(|e| e.to_string())
+    r.map(|_| ()).map_err(ChangeError::Simulator)
 }

@@ -2,6 +2,7 @@
 //! reports. The orchestrator only sequences the other stages; each stage owns its records.
 
 mod change;
+mod error;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -10,15 +11,15 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::analysis::{self, files, Summary};
-use crate::observe;
-use crate::ops::{tenant_endpoint, Endpoint, OpsError};
+use crate::endpoint::{tenant_endpoint, Endpoint};
+use crate::observe::{self, ObserveError};
 use crate::record::{PhaseRecord, RunRecord, RECORD_SCHEMA};
 use crate::report;
 use crate::scenario::plan::Plan;
-use crate::scenario::target::TargetKind;
 use crate::scenario::{LoadedScenario, LoadedTarget};
 use crate::send::{self, AttemptSink, CancelToken, Progress, SendContext};
 use crate::sim;
+use crate::vocab::{HumanDuration, OutcomeClass, TargetKind};
 
 /// How a run behaves.
 #[derive(Debug, Clone)]
@@ -38,16 +39,8 @@ pub struct RunOutcome {
     pub summary: Summary,
 }
 
-/// Why a run could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Bad configuration discovered at run time (exit 2).
-    #[error("{0}")]
-    Config(String),
-    /// Infrastructure: the simulator, a socket, a file (exit 3).
-    #[error("{0}")]
-    Infra(String),
-}
+use error::ObservationError;
+pub use error::RunError;
 
 /// A fresh run id: `<scenario>-<UTC time>-<4 hex>`.
 pub fn new_run_id(scenario: &str) -> String {
@@ -67,15 +60,13 @@ pub async fn run_scenario(
     opts: &RunOptions,
     cancel: CancelToken,
 ) -> Result<RunOutcome, RunError> {
-    let plan =
-        crate::scenario::build_plan(scn, tgt).map_err(|d| RunError::Config(d.to_string()))?;
+    let plan = crate::scenario::build_plan(scn, tgt)?;
     for ip in plan.senders.values() {
-        send::check_source_ip(*ip).map_err(|e| RunError::Config(e.to_string()))?;
+        send::check_source_ip(*ip).map_err(RunError::SourceIp)?;
     }
     let run_id = new_run_id(&plan.scenario);
     let run_dir = opts.reports_root.join(&run_id);
-    std::fs::create_dir_all(&run_dir)
-        .map_err(|e| RunError::Infra(format!("cannot create {}: {e}", run_dir.display())))?;
+    create_dir(&run_dir)?;
     write_json(&run_dir.join(files::PLAN), &plan)?;
 
     // The embedded simulator lives for the run, in the run directory (its Maildirs and trace).
@@ -90,7 +81,7 @@ pub async fn run_scenario(
                 &sim_dir(&run_dir),
             )
             .await
-            .map_err(|e| RunError::Infra(format!("cannot start the embedded simulator: {e}")))?,
+            .map_err(RunError::Simulator)?,
         ),
         TargetKind::Tenant => None,
     };
@@ -100,14 +91,8 @@ pub async fn run_scenario(
     let endpoint = match &simulator {
         Some(s) => Endpoint::simulator(s, &domain),
         None => tenant_endpoint(tgt, None).await,
-    }
-    .map_err(|e| match e {
-        OpsError::Config(m) => RunError::Config(m),
-        OpsError::Infra(m) => RunError::Infra(m),
-    })?;
-    let mut ctx = endpoint
-        .context(&run_id)
-        .map_err(|e| RunError::Infra(e.to_string()))?;
+    }?;
+    let mut ctx = endpoint.context(&run_id).map_err(RunError::SendContext)?;
     if let Some(p) = simulator
         .as_ref()
         .and_then(|s| s.smtps_addr())
@@ -124,7 +109,7 @@ pub async fn run_scenario(
     }
     let started_at = ctx.clock.wall;
     // `error` is set when a phase cannot go on; later phases are skipped, reports still written.
-    let sink = AttemptSink::open(&run_dir).map_err(|e| RunError::Infra(e.to_string()))?;
+    let sink = AttemptSink::open(&run_dir).map_err(RunError::Sink)?;
     let progress = if opts.progress {
         Progress::stderr()
     } else {
@@ -176,7 +161,7 @@ pub async fn run_scenario(
         throttled_before = match &result {
             Ok(summaries) => summaries
                 .iter()
-                .filter(|s| s.count(crate::record::OutcomeClass::Throttled) > 0)
+                .filter(|s| s.count(OutcomeClass::Throttled) > 0)
                 .filter_map(|s| {
                     phase
                         .bursts
@@ -199,10 +184,7 @@ pub async fn run_scenario(
             break;
         }
     }
-    let sink_summary = sink
-        .close()
-        .await
-        .map_err(|e| RunError::Infra(e.to_string()))?;
+    let sink_summary = sink.close().await.map_err(RunError::Sink)?;
     progress.println(&format!(
         "{} attempts recorded in {}",
         sink_summary.records,
@@ -233,10 +215,7 @@ pub async fn run_scenario(
         run_id: run_id.clone(),
         scenario: plan.scenario.clone(),
         target: plan.target.clone(),
-        target_kind: match plan.target_kind {
-            TargetKind::Simulator => "simulator".into(),
-            TargetKind::Tenant => "tenant".into(),
-        },
+        target_kind: plan.target_kind,
         started_at,
         finished_at: Utc::now(),
         phases,
@@ -257,31 +236,28 @@ async fn observe_step(
     run_dir: &Path,
     progress: &Progress,
     cancel: &CancelToken,
-) -> Result<(), String> {
+) -> Result<(), ObservationError> {
     let imap = match simulator {
         Some(s) => match sim_imap_target(s, run_dir)? {
             Some(t) => t,
             None => return Ok(()),
         },
-        None if tgt.file.imap.is_some() => {
-            observe::ImapTarget::from_target(&tgt.file).map_err(|e| e.to_string())?
-        }
+        None if tgt.file.imap.is_some() => observe::ImapTarget::from_target(&tgt.file)?,
         None => {
             progress.println("the target has no [imap] settings: delivery is not observed");
             return Ok(());
         }
     };
-    let attempts =
-        observe::read_attempts(&run_dir.join(send::ATTEMPTS_FILE)).map_err(|e| e.to_string())?;
+    let attempts = observe::read_attempts(&run_dir.join(send::ATTEMPTS_FILE))?;
     let opts = observe::ObserveOptions::from_target(&tgt.file);
     progress.println(&format!(
         "observing {} mailbox(es) over IMAP (deadline {})",
         imap.mailboxes.len(),
-        crate::scenario::types::HumanDuration(opts.deadline)
+        HumanDuration(opts.deadline)
     ));
     let summary = tokio::select! {
-        r = observe::observe_run(&imap, run_dir, &attempts, &opts) => r.map_err(|e| e.to_string())?,
-        _ = cancel.cancelled() => return Err("interrupted".into()),
+        r = observe::observe_run(&imap, run_dir, &attempts, &opts) => r?,
+        _ = cancel.cancelled() => return Err(ObservationError::Interrupted),
     };
     progress.println(&format!(
         "observed: {} of {} found, {} missing, {} anomalies",
@@ -296,12 +272,12 @@ async fn observe_step(
 fn sim_imap_target(
     s: &sim::SimHandle,
     run_dir: &Path,
-) -> Result<Option<observe::ImapTarget>, String> {
+) -> Result<Option<observe::ImapTarget>, ObserveError> {
     let Some(addr) = s.imap_addr() else {
         return Ok(None);
     };
     let ca = sim_dir(run_dir).join("tls").join("ca.pem");
-    let tls = observe::tls_config(Some(&ca)).map_err(|e| e.to_string())?;
+    let tls = observe::tls_config(Some(&ca))?;
     Ok(Some(observe::ImapTarget {
         connect: observe::ConnectOptions {
             host: addr.ip().to_string(),
@@ -352,31 +328,43 @@ fn provision_sim_password(
     run_dir: &Path,
 ) -> Result<(), RunError> {
     let path = sim_password_file(run_dir);
-    std::fs::create_dir_all(sim_dir(run_dir)).map_err(|e| {
-        RunError::Infra(format!("cannot create {}: {e}", sim_dir(run_dir).display()))
-    })?;
-    let secret = uuid::Uuid::new_v4().as_simple().to_string();
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(&path)
-            .map_err(|e| RunError::Infra(format!("cannot create {}: {e}", path.display())))?;
-        f.write_all(secret.as_bytes())
-            .map_err(|e| RunError::Infra(format!("cannot write {}: {e}", path.display())))?;
-    }
+    create_dir(&sim_dir(run_dir))?;
+    write_secret(&path, &uuid::Uuid::new_v4().as_simple().to_string())?;
     for m in &mut tenant.mailboxes {
         if m.password_env.is_none() && m.password_file.is_none() {
             m.password_file = Some(path.clone());
         }
     }
     Ok(())
+}
+
+/// Writes a new file readable by its owner only (mode 0600); an existing file is an error.
+fn write_secret(path: &Path, secret: &str) -> Result<(), RunError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|source| RunError::Create {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    f.write_all(secret.as_bytes())
+        .map_err(|source| RunError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Creates a directory and its parents.
+fn create_dir(dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Create {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Runs a phase's bursts, one after another or all at once.
@@ -436,33 +424,41 @@ async fn futures_join_all<F: std::future::Future>(
 
 /// Copies the simulator's message trace into the run directory.
 fn copy_trace(from: &Path, to: &Path) -> Result<(), RunError> {
+    let write_err = |source| RunError::Write {
+        path: to.to_path_buf(),
+        source,
+    };
     match std::fs::copy(from, to) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::write(to, b"")
-            .map_err(|e| RunError::Infra(format!("cannot write {}: {e}", to.display()))),
-        Err(e) => Err(RunError::Infra(format!(
-            "cannot copy the simulator trace to {}: {e}",
-            to.display()
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(to, b"").map_err(write_err)
+        }
+        Err(source) => Err(RunError::CopyTrace {
+            path: to.to_path_buf(),
+            source,
+        }),
     }
 }
 
+/// Writes `v` as pretty JSON with a final newline.
 fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), RunError> {
-    let text = serde_json::to_string_pretty(v)
-        .map_err(|e| RunError::Infra(format!("cannot encode {}: {e}", path.display())))?;
-    std::fs::write(path, text + "\n")
-        .map_err(|e| RunError::Infra(format!("cannot write {}: {e}", path.display())))
+    let text = serde_json::to_string_pretty(v).map_err(|source| RunError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::write(path, text + "\n").map_err(|source| RunError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Analyses a run directory and writes its four reports.
 pub fn render(run_dir: &Path) -> Result<Summary, RunError> {
-    let data = analysis::load_run_dir(run_dir).map_err(|e| RunError::Infra(e.to_string()))?;
+    let data = analysis::load_run_dir(run_dir)?;
     let summary = analysis::analyse(&data);
-    report::write_all(&summary, run_dir).map_err(|e| {
-        RunError::Infra(format!(
-            "cannot write reports into {}: {e}",
-            run_dir.display()
-        ))
+    report::write_all(&summary, run_dir).map_err(|source| RunError::Reports {
+        dir: run_dir.to_path_buf(),
+        source,
     })?;
     Ok(summary)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::record::OutcomeClass;
+use crate::vocab::OutcomeClass;
 
 /// What a metric measures, which decides the kind of value it compares with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

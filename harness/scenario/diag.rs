@@ -5,6 +5,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::text::{floor_char_boundary, line_col};
+
 /// A configuration file's text, kept so that byte spans can be turned into lines and columns.
 #[derive(Debug, Clone)]
 pub struct SourceFile {
@@ -28,12 +30,7 @@ impl SourceFile {
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..floor_char_boundary(&self.text, offset)];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
+        line_col(&self.text, offset)
     }
 
     /// A diagnostic pointing at `span` in this file.
@@ -110,14 +107,6 @@ impl SourceFile {
 
 /// What an excerpt shows instead of a secret.
 const REDACTED: &str = "\"<redacted>\"";
-
-fn floor_char_boundary(s: &str, mut i: usize) -> usize {
-    i = i.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
 
 /// Line and column, both 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Scenario and target files: loading with precise errors, and expansion into a plan.
 //!
 //! Loading happens in two passes. The TOML parser checks syntax, field names and value types
-//! (each value type in [`types`] validates itself, so errors carry spans). Then [`validate`]
+//! (each value type in [`crate::vocab`] validates itself, so errors carry spans). Then [`validate`]
 //! checks the rules that span fields and files: roles, cells, recipients, guard rails.
 
 pub mod check;
@@ -9,7 +9,6 @@ pub mod diag;
 pub mod model;
 pub mod plan;
 pub mod target;
-pub mod types;
 mod validate;
 
 use std::path::Path;

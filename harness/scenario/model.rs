@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::types::{ByteSize, ConnectorCidr, HumanDuration, Rate, TlsMode};
+use crate::vocab::{
+    ApplyMethod, ByteSize, ConnectorAction, ConnectorCidr, HumanDuration, Rate, TlsMode, WaitMethod,
+};
 
 /// A whole scenario file.
 #[derive(Debug, Clone, Deserialize)]
@@ -91,46 +93,6 @@ pub struct RetryPolicy {
     pub attempts: u32,
     /// Wait before the first retry; doubles after each further one.
     pub backoff: HumanDuration,
-}
-
-/// What a change step does to the tenant's inbound connector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConnectorAction {
-    /// Create the connector (`New-InboundConnector`).
-    Create,
-    /// Change its settings (`Set-InboundConnector`).
-    Update,
-    /// Turn it on.
-    Enable,
-    /// Turn it off.
-    Disable,
-    /// Remove it.
-    Delete,
-}
-
-/// How a change step is carried out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ApplyMethod {
-    /// Call the embedded simulator's admin API.
-    Simulator,
-    /// Print the admin steps and wait for the operator to press Enter.
-    Prompt,
-    /// Run a command; exit status 0 means done.
-    Hook,
-    /// Wait until a file appears (unattended runs).
-    SignalFile,
-}
-
-/// How to wait for a change to take effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WaitMethod {
-    /// Sleep a fixed time.
-    Settle,
-    /// Send small probes until throttling stops, or a deadline passes.
-    Poll,
 }
 
 /// The change that precedes a phase.

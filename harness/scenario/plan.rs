@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::check::{parse_check, Check, Metric};
 use super::diag::{Diagnostic, Diagnostics};
-use super::model::{ApplyMethod, ConnectorAction, PhaseMode, RetryPolicy, WaitMethod};
-use super::target::TargetKind;
-use super::types::{ConnectorCidr, TlsMode};
+use super::model::{PhaseMode, RetryPolicy};
 use super::validate::{domain_of, ALL};
 use super::{LoadedScenario, LoadedTarget};
+use crate::vocab::{
+    ApplyMethod, ByteSize, ConnectorAction, ConnectorCidr, TargetKind, TlsMode, WaitMethod,
+};
 
 /// Version of the plan's JSON form.
 pub const PLAN_SCHEMA: u32 = 1;
@@ -776,7 +777,7 @@ impl Plan {
                     b.concurrency,
                     b.connections,
                     b.recipients_per_message,
-                    super::types::ByteSize(b.body_size).to_string(),
+                    ByteSize(b.body_size).to_string(),
                     secs(b.expected_duration_secs)
                 );
                 let _ = writeln!(

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::types::{HumanDuration, Rate, SourceIp};
 use crate::sim::TenantConfig;
+use crate::vocab::{ApplyMethod, HumanDuration, Rate, SourceIp, TargetKind, TlsVerify};
 
 /// The built-in default target: the embedded simulator, exactly as shipped in `scenarios/targets/sim.toml`.
 pub const DEFAULT_TARGET_TOML: &str = include_str!("../../scenarios/targets/sim.toml");
@@ -54,27 +54,6 @@ impl TargetFile {
             .map(|s| s.get_ref().clone())
             .unwrap_or_default()
     }
-}
-
-/// Which kind of receiver the target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetKind {
-    /// The embedded simulated tenant, started in-process.
-    Simulator,
-    /// A real Microsoft 365 tenant.
-    Tenant,
-}
-
-/// Certificate verification policy for the MX's TLS certificate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TlsVerify {
-    /// Fail the attempt when the certificate does not verify.
-    #[default]
-    Verify,
-    /// Record the verification result and continue (MX probing).
-    Record,
 }
 
 /// SMTP settings of a target.
@@ -211,7 +190,7 @@ pub struct Guard {
 #[serde(deny_unknown_fields)]
 pub struct ConnectorApply {
     /// `prompt`, `hook` or `signal-file` (`simulator` for simulator targets).
-    pub apply: Spanned<super::model::ApplyMethod>,
+    pub apply: Spanned<ApplyMethod>,
     /// The command for `hook`.
     pub command: Option<Spanned<Vec<String>>>,
     /// The file for `signal-file`.

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 
 use super::check::parse_check;
 use super::diag::Diagnostic;
-use super::model::ApplyMethod;
-use super::target::{ImapAuth, ImapTls, TargetKind};
+use super::target::{ImapAuth, ImapTls};
 use super::{LoadedScenario, LoadedTarget};
+use crate::vocab::{ApplyMethod, TargetKind};
 
 /// The word that stands for every sender role or every TLS mode.
 pub const ALL: &str = "all";
@@ -93,8 +93,8 @@ pub fn scenario(s: &LoadedScenario) -> Vec<Diagnostic> {
                 }
             }
             for to in &burst.to {
-                if let Err(m) = check_address(to.get_ref()) {
-                    errs.push(src.error(to.span(), m));
+                if let Err(e) = check_address(to.get_ref()) {
+                    errs.push(src.error(to.span(), e.to_string()));
                 }
             }
         }
@@ -176,8 +176,8 @@ pub fn target(t: &LoadedTarget) -> Vec<Diagnostic> {
     }
     for m in &f.mailboxes {
         let mb = m.get_ref();
-        if let Err(msg) = check_address(mb.address.get_ref()) {
-            errs.push(src.error(mb.address.span(), msg));
+        if let Err(e) = check_address(mb.address.get_ref()) {
+            errs.push(src.error(mb.address.span(), e.to_string()));
         }
         if let Some(p) = &mb.password {
             errs.push(src.error_redacted(
@@ -368,16 +368,19 @@ fn is_domain(s: &str) -> bool {
         })
 }
 
+/// An address that is not `local@domain`, or holds characters that could break an SMTP command.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a mail address: expected local@domain, e.g. qa1@contoso.example")]
+pub struct BadAddress(pub String);
+
 /// Checks that an address is `local@domain` with no characters that could break an SMTP command.
-pub fn check_address(a: &str) -> Result<(), String> {
+pub fn check_address(a: &str) -> Result<(), BadAddress> {
     let bad = a
         .chars()
         .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>'));
     match a.rsplit_once('@') {
         Some((local, domain)) if !bad && !local.is_empty() && is_domain(domain) => Ok(()),
-        _ => Err(format!(
-            "`{a}` is not a mail address: expected local@domain, e.g. qa1@contoso.example"
-        )),
+        _ => Err(BadAddress(a.to_string())),
     }
 }
 

@@ -17,13 +17,15 @@ use tokio::task::JoinSet;
 
 use super::message::message_id;
 use super::progress::{BurstBar, Progress};
-use super::schedule::{backoff, percentile, Schedule};
+use super::schedule::{backoff, Schedule};
 use super::session::{attempt_on, dest_for, finish, AttemptLog, AttemptMeta, Session};
 use super::sink::AttemptSink;
 use super::{check_source_ip, CancelToken, SendContext, SendError};
-use crate::record::{AttemptRecord, OutcomeClass};
+use crate::record::AttemptRecord;
 use crate::scenario::model::RetryPolicy;
 use crate::scenario::plan::PlannedBurst;
+use crate::stats::percentile;
+use crate::vocab::OutcomeClass;
 
 /// What a burst did.
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +41,7 @@ pub struct BurstSummary {
     /// Retries made.
     pub retries: u64,
     /// Records per outcome.
-    pub by_outcome: BTreeMap<crate::record::OutcomeClass, u64>,
+    pub by_outcome: BTreeMap<OutcomeClass, u64>,
     /// Connections opened.
     pub connections: u64,
     /// Seconds from the first start to the last finish.
@@ -489,7 +491,7 @@ async fn worker(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::types::TlsMode;
+    use crate::vocab::TlsMode;
     use std::net::Ipv4Addr;
 
     fn burst(recipients: &[&str], per: u32) -> BurstInfo {

@@ -10,9 +10,8 @@ use super::{
     check_source_ip, run_burst, AttemptSink, BurstSummary, CancelToken, Progress, SendContext,
     SendError, SinkSummary, TlsOptions, TlsVerify,
 };
-use crate::record::OutcomeClass;
 use crate::scenario::plan::PlannedBurst;
-use crate::scenario::types::{HumanDuration, Rate, TlsMode};
+use crate::vocab::{HumanDuration, OutcomeClass, Rate, TlsMode};
 
 /// Arguments of `mailharness send`.
 #[derive(Debug, Clone, Args)]

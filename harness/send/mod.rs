@@ -31,7 +31,7 @@ pub use burst::{run_burst, BurstSummary};
 pub use cli::{run_cli, SendArgs};
 pub use message::{build_message, sanitize_header_text, MessageSpec, MessageText};
 pub use progress::Progress;
-pub use schedule::{percentile, Schedule};
+pub use schedule::Schedule;
 pub use session::{send_one, send_one_until, OneShot};
 pub use sink::{AttemptSink, SinkSummary, ATTEMPTS_FILE};
 pub use tls::TlsOptions;
@@ -39,8 +39,7 @@ pub use tls::TlsOptions;
 pub use tokio_util::sync::CancellationToken as CancelToken;
 
 pub use crate::record::AttemptRecord;
-pub use crate::scenario::target::TlsVerify;
-pub use crate::scenario::types::TlsMode;
+pub use crate::vocab::{TlsMode, TlsVerify};
 
 /// Default connect timeout (target files may override it).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::record::OutcomeClass;
+use crate::vocab::OutcomeClass;
 
 /// Redraw rate: enough to look live, cheap at tens of thousands of messages per second.
 const REFRESH_HZ: u8 = 10;

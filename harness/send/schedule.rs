@@ -41,16 +41,6 @@ impl Schedule {
     }
 }
 
-/// The `p`-th percentile (0–100) of `values` by nearest rank; sorts in place. `None` when empty.
-pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-    Some(values[rank.clamp(1, values.len()) - 1])
-}
-
 /// Longest wait between retries: a day; throttling that lasts longer is not measured by retrying.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
 
@@ -87,17 +77,6 @@ mod tests {
             let s = Schedule::new(t0, bad, 10);
             assert_eq!(s.at(9), t0);
         }
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        v.reverse();
-        assert_eq!(percentile(&mut v, 50.0), Some(50.0));
-        assert_eq!(percentile(&mut v, 99.0), Some(99.0));
-        assert_eq!(percentile(&mut v, 100.0), Some(100.0));
-        assert_eq!(percentile(&mut v, 0.0), Some(1.0));
-        assert_eq!(percentile(&mut [], 50.0), None);
     }
 
     #[test]

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpSocket;
 
 use super::message::{build_message, message_id, MessageSpec};
-use super::wire::{dot_stuff_into, truncate, Conn, ReadError, Stream};
+use super::wire::{dot_stuff_into, Conn, ReadError};
 use super::SendContext;
-use crate::record::{
-    AttemptRecord, DecidingReply, Exchange, OutcomeClass, Stage, TlsInfo, RECORD_SCHEMA,
-};
+use crate::record::{AttemptRecord, DecidingReply, Exchange, Stage, TlsInfo, RECORD_SCHEMA};
 use crate::reply::{classify, parse_reply_lines, Context, Reply};
-use crate::scenario::types::TlsMode;
+use crate::text::clip;
+use crate::vocab::{OutcomeClass, TlsMode};
+use crate::wire::Stream;
 
 /// A reply code meaning the server is closing the connection (RFC 5321 §3.8).
 const SERVICE_CLOSING: u16 = 421;
@@ -435,7 +435,7 @@ impl Session {
                 push(ctx, log, stage, cmd, None, sent_at);
                 log.fault(
                     OutcomeClass::ProtocolError,
-                    format!("bad reply to {}: {}", stage_name(stage), truncate(&e, 200)),
+                    format!("bad reply to {}: {}", stage_name(stage), clip(&e, 200)),
                 );
                 None
             }

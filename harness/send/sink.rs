@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
 use super::SendError;
-use crate::record::{AttemptRecord, OutcomeClass};
+use crate::record::AttemptRecord;
+use crate::vocab::OutcomeClass;
 
 /// The file name inside the output directory.
 pub const ATTEMPTS_FILE: &str = "attempts.jsonl";

@@ -1,12 +1,11 @@
-//! The byte stream under a session: plain TCP or TLS, a bounded line reader, and reply assembly.
+//! The SMTP client's connection: the shared client stream and framer, and reply assembly.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+
+use crate::text::clip;
+use crate::wire::{Framer, Scan, Stream};
 
 /// Longest reply line accepted. RFC 5321 says 512 octets, but real servers (EOP's trailers) go
 /// past it; anything this long is a broken or hostile peer, and bounding it bounds our memory.
@@ -15,52 +14,6 @@ pub const MAX_REPLY_LINE: usize = 16 * 1024;
 pub const MAX_REPLY_LINES: usize = 200;
 /// Read chunk size.
 const READ_CHUNK: usize = 8 * 1024;
-
-/// A plain or TLS stream.
-pub enum Stream {
-    /// Plain TCP.
-    Plain(TcpStream),
-    /// TLS over TCP (boxed: the TLS state is large).
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 
 /// Why reading a reply failed.
 #[derive(Debug)]
@@ -77,8 +30,7 @@ pub enum ReadError {
 pub struct Conn {
     /// The stream.
     pub stream: Stream,
-    buf: Vec<u8>,
-    pos: usize,
+    framer: Framer,
 }
 
 impl Conn {
@@ -86,60 +38,42 @@ impl Conn {
     pub fn new(stream: Stream) -> Self {
         Conn {
             stream,
-            buf: Vec::with_capacity(READ_CHUNK),
-            pos: 0,
+            framer: Framer::new(READ_CHUNK),
         }
     }
 
     /// The plain TCP stream back, for the STARTTLS upgrade; `None` if already TLS.
     pub fn into_plain(self) -> Option<TcpStream> {
-        match self.stream {
-            Stream::Plain(s) => Some(s),
-            Stream::Tls(_) => None,
-        }
+        self.stream.into_plain()
     }
 
     /// Whether unread bytes are buffered (after STARTTLS's 220 this means a command injection attempt).
     pub fn has_buffered(&self) -> bool {
-        self.pos < self.buf.len()
+        self.framer.has_unframed()
     }
 
     /// Reads more bytes into the buffer; `Ok(0)` is end of stream. Cancel-safe: bytes are only
     /// appended once read, so a dropped call (a timeout) leaves the buffer intact.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        } else if self.pos > READ_CHUNK {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
-        }
-        self.buf.reserve(READ_CHUNK);
-        self.stream.read_buf(&mut self.buf).await
+        self.framer.read_from(&mut self.stream).await
     }
 
     /// Reads one line (without CR/LF), bounded by [`MAX_REPLY_LINE`].
     pub async fn read_line(&mut self) -> Result<String, ReadError> {
-        loop {
-            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..]) {
-                let mut line = &self.buf[self.pos..self.pos + i];
-                if line.last() == Some(&b'\r') {
-                    line = &line[..line.len() - 1];
-                }
-                let s = String::from_utf8_lossy(line).into_owned();
-                self.pos += i + 1;
-                return Ok(s);
+        self.framer.release();
+        match self
+            .framer
+            .line_from(&mut self.stream, MAX_REPLY_LINE)
+            .await
+        {
+            Ok(Some(Scan::Line)) => {
+                Ok(String::from_utf8_lossy(self.framer.last_line()).into_owned())
             }
-            if self.buf.len() - self.pos > MAX_REPLY_LINE {
-                return Err(ReadError::Protocol(format!(
-                    "reply line longer than {MAX_REPLY_LINE} bytes"
-                )));
-            }
-            match self.fill().await {
-                Ok(0) => return Err(ReadError::Closed),
-                Ok(_) => {}
-                Err(e) => return Err(ReadError::Io(e)),
-            }
+            Ok(Some(Scan::TooLong(_))) => Err(ReadError::Protocol(format!(
+                "reply line longer than {MAX_REPLY_LINE} bytes"
+            ))),
+            Ok(None) => Err(ReadError::Closed),
+            Err(e) => Err(ReadError::Io(e)),
         }
     }
 
@@ -153,7 +87,7 @@ impl Conn {
             if !valid {
                 return Err(ReadError::Protocol(format!(
                     "`{}` is not an SMTP reply line",
-                    truncate(&line, 120)
+                    clip(&line, 120)
                 )));
             }
             let last = b.len() == 3 || b[3] != b'-';
@@ -171,19 +105,7 @@ impl Conn {
 
     /// Writes all bytes and flushes (TLS needs the flush to emit records).
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.stream.write_all(data).await?;
-        self.stream.flush().await
-    }
-}
-
-/// At most `n` characters of `s`, for error messages.
-pub fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
+        self.stream.send(data).await
     }
 }
 
@@ -267,6 +189,27 @@ mod tests {
             c.read_reply_lines().await,
             Err(ReadError::Protocol(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_line_cap_holds_however_the_line_arrives() {
+        // Whole in one write, its LF included: refused all the same.
+        let (mut c, mut s) = pair().await;
+        let mut line = vec![b'2'; MAX_REPLY_LINE + 1];
+        line.extend_from_slice(b"\r\n250 ok\r\n");
+        s.write_all(&line).await.unwrap();
+        assert!(matches!(
+            c.read_reply_lines().await,
+            Err(ReadError::Protocol(m)) if m.contains("longer than")
+        ));
+        // Exactly at the cap (its CR counted): a reply.
+        let (mut c, mut s) = pair().await;
+        let mut line = b"250 ".to_vec();
+        line.resize(MAX_REPLY_LINE - 1, b'x');
+        line.extend_from_slice(b"\r\n");
+        s.write_all(&line).await.unwrap();
+        let got = c.read_reply_lines().await.unwrap();
+        assert_eq!(got[0].len(), MAX_REPLY_LINE - 1);
     }
 
     #[test]

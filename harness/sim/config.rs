@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::scenario::types::{ByteSize, ConnectorCidr, HumanDuration, Rate, SourceIp};
+use crate::vocab::{ByteSize, ConnectorCidr, HumanDuration, Rate, SourceIp};
 
 use super::SimError;
 
@@ -596,14 +596,10 @@ impl TenantConfig {
             source: e,
         })?;
         let cfg = Self::from_toml_str(&text).map_err(|e| {
-            let src = crate::scenario::diag::SourceFile {
-                path: path.to_path_buf(),
-                text: text.clone(),
-            };
             let loc = e
                 .span()
                 .map(|s| {
-                    let (line, col) = src.line_col(s.start);
+                    let (line, col) = crate::text::line_col(&text, s.start);
                     format!(":{line}:{col}")
                 })
                 .unwrap_or_default();

@@ -787,7 +787,7 @@ fn settle(map: &mut BTreeMap<String, Entry>, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::types::{HumanDuration, Rate};
+    use crate::vocab::{HumanDuration, Rate};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

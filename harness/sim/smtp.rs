@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use smtp_proto::request::receiver::{DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
@@ -40,6 +40,7 @@ use super::tls;
 use super::trace::{RecipientTrace, TlsInfo, TraceRecord};
 use super::{Shared, SimError};
 use crate::reply::Reply;
+use crate::wire::{Framer, Scan};
 
 /// Longest command line accepted, CRLF included (smtp-proto's own limit for split lines).
 const MAX_COMMAND_LINE: usize = smtp_proto::request::receiver::MAX_LINE_LENGTH;
@@ -98,16 +99,6 @@ enum Action {
     Continue,
     Quit,
     StartTls,
-}
-
-/// Where one step over a read's bytes left the session.
-enum Step {
-    /// Go on with the rest of the bytes, if any.
-    More,
-    /// The bytes are used up or incomplete: read more.
-    Wait,
-    /// Stop reading this transport.
-    End(Flow),
 }
 
 /// Serves one connection to the end.
@@ -247,7 +238,8 @@ impl Session {
         io: &mut S,
         shutdown: &mut watch::Receiver<bool>,
     ) -> std::io::Result<Flow> {
-        let mut buf = vec![0u8; READ_BUF];
+        // Local to this transport: after STARTTLS, bytes read in plain text are gone with it.
+        let mut framer = Framer::new(READ_BUF);
         let mut out: Vec<u8> = Vec::with_capacity(4096);
         let mut receiver = RequestReceiver::default();
         // One registration for the whole session, not one per read.
@@ -258,10 +250,10 @@ impl Session {
                 Mode::Data { .. } | Mode::SkipBytes(_) => self.cfg().front_end.data_timeout.0,
                 _ => self.cfg().front_end.command_timeout.0,
             };
-            let n = tokio::select! {
-                r = tokio::time::timeout(limit, io.read(&mut buf)) => match r {
+            tokio::select! {
+                r = tokio::time::timeout(limit, framer.read_from(io)) => match r {
                     Ok(Ok(0)) => return Ok(Flow::Close),
-                    Ok(Ok(n)) => n,
+                    Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(e),
                     Err(_) => {
                         let r = replies::timed_out(&self.shared.fqdn);
@@ -271,8 +263,14 @@ impl Session {
                 _ = &mut shutdown_signal => {
                     return self.close_with(io, &mut out, replies::SHUTTING_DOWN.reply()).await;
                 }
+            }
+            let end = match self.ingest(&mut framer, &mut receiver, &mut out).await {
+                Action::Continue => None,
+                Action::Quit => Some(Flow::Close),
+                // Whatever follows STARTTLS in this read is plaintext the client must not have
+                // sent: it goes with this transport's framer (RFC 3207 section 4.2, injection).
+                Action::StartTls => Some(Flow::StartTls),
             };
-            let end = self.process(&buf[..n], &mut receiver, &mut out).await;
             if !out.is_empty() || !self.pending_trace.is_empty() {
                 self.write(io, &out).await?;
                 out.clear();
@@ -337,122 +335,79 @@ impl Session {
             .fetch_add(n, Ordering::AcqRel);
     }
 
-    /// Answers everything in one read's bytes, in order (PIPELINING); `Some` when the session
-    /// must stop reading this transport (QUIT, STARTTLS).
-    async fn process(
+    /// Answers every command and data block received so far, in order (PIPELINING), until more
+    /// input is needed; stops at QUIT or STARTTLS.
+    async fn ingest(
         &mut self,
-        input: &[u8],
+        framer: &mut Framer,
         receiver: &mut RequestReceiver,
         out: &mut Vec<u8>,
-    ) -> Option<Flow> {
-        let mut iter = input.iter();
+    ) -> Action {
         loop {
-            let step = match self.mode {
-                Mode::Command => self.command_step(&mut iter, receiver, out).await,
-                Mode::Data { .. } => self.data_step(&mut iter, out).await,
-                Mode::SkipLine => self.skip_line(&mut iter),
-                Mode::SkipBytes(_) => self.skip_bytes(&mut iter),
-            };
-            match step {
-                Step::More if !iter.as_slice().is_empty() => {}
-                Step::More | Step::Wait => return None,
-                // Whatever follows STARTTLS in this read is plaintext the client must not have
-                // sent: it is dropped with the rest of the buffer (RFC 3207 section 4.2, injection).
-                Step::End(flow) => return Some(flow),
-            }
-        }
-    }
-
-    /// Parses and answers one command.
-    async fn command_step(
-        &mut self,
-        iter: &mut std::slice::Iter<'_, u8>,
-        receiver: &mut RequestReceiver,
-        out: &mut Vec<u8>,
-    ) -> Step {
-        // smtp-proto limits lines split across reads; complete over-long lines in one read are
-        // caught here.
-        if receiver.buf().is_empty() {
-            let rest = iter.as_slice();
-            let line_len = memchr::memchr(b'\n', rest).map(|p| p + 1);
-            if line_len.unwrap_or(rest.len()) > MAX_COMMAND_LINE {
-                match line_len {
-                    Some(len) => *iter = rest[len..].iter(),
-                    None => {
-                        *iter = [].iter();
-                        self.mode = Mode::SkipLine;
+            match &mut self.mode {
+                Mode::Command => {
+                    // The cap counts the line's CR but not its LF.
+                    let Some(scan) = framer.line(MAX_COMMAND_LINE - 1) else {
+                        return Action::Continue;
+                    };
+                    let req = match scan {
+                        Scan::TooLong(_) => {
+                            self.send(out, replies::LINE_TOO_LONG.reply());
+                            continue;
+                        }
+                        Scan::Line => match receiver.ingest(&mut framer.last_line_raw().iter()) {
+                            Ok(req) => Ok(into_owned(req)),
+                            Err(ProtoError::NeedsMoreData { .. }) => continue,
+                            Err(e) => Err(e),
+                        },
+                    };
+                    let action = match req {
+                        Ok(req) => self.handle(req, out).await,
+                        Err(e) => {
+                            self.protocol_error(e, out);
+                            Action::Continue
+                        }
+                    };
+                    if !matches!(action, Action::Continue) {
+                        return action;
                     }
                 }
-                self.send(out, replies::LINE_TOO_LONG.reply());
-                return Step::More;
+                Mode::Data {
+                    rx,
+                    buf: msg,
+                    too_big,
+                } => {
+                    let rest = framer.unframed();
+                    if rest.is_empty() {
+                        return Action::Continue;
+                    }
+                    let mut iter = rest.iter();
+                    let done = rx.ingest(&mut iter, msg);
+                    framer.advance(rest.len() - iter.as_slice().len());
+                    let max = self.shared.max_size;
+                    if msg.len() > max {
+                        *too_big = true;
+                        msg.clear();
+                    }
+                    if !done {
+                        return Action::Continue;
+                    }
+                    let (msg, too_big) = (std::mem::take(msg), *too_big);
+                    self.mode = Mode::Command;
+                    self.end_of_data(msg, too_big, out).await;
+                }
+                // smtp-proto is only ever given whole lines (the framer skips the rest of an
+                // over-long one), so nothing of a refused line is left to skip.
+                Mode::SkipLine => self.mode = Mode::Command,
+                Mode::SkipBytes(left) => {
+                    // `skip` returns at most `left`, so it fits in usize.
+                    *left = framer.skip(*left as u64) as usize;
+                    if *left > 0 {
+                        return Action::Continue;
+                    }
+                    self.mode = Mode::Command;
+                }
             }
-        }
-        let action = match receiver.ingest(iter) {
-            Ok(req) => self.handle(into_owned(req), out).await,
-            Err(ProtoError::NeedsMoreData { .. }) => return Step::Wait,
-            Err(e) => {
-                self.protocol_error(e, out);
-                Action::Continue
-            }
-        };
-        match action {
-            Action::Continue => Step::More,
-            Action::Quit => Step::End(Flow::Close),
-            Action::StartTls => Step::End(Flow::StartTls),
-        }
-    }
-
-    /// Takes message data; at the end of data, answers it.
-    async fn data_step(&mut self, iter: &mut std::slice::Iter<'_, u8>, out: &mut Vec<u8>) -> Step {
-        let Mode::Data {
-            rx,
-            buf: msg,
-            too_big,
-        } = &mut self.mode
-        else {
-            return Step::More;
-        };
-        let done = rx.ingest(iter, msg);
-        if msg.len() > self.shared.max_size {
-            *too_big = true;
-            msg.clear();
-        }
-        if !done {
-            return Step::Wait;
-        }
-        let (msg, too_big) = (std::mem::take(msg), *too_big);
-        self.mode = Mode::Command;
-        self.end_of_data(msg, too_big, out).await;
-        Step::More
-    }
-
-    /// Skips the rest of an over-long command line.
-    fn skip_line(&mut self, iter: &mut std::slice::Iter<'_, u8>) -> Step {
-        let rest = iter.as_slice();
-        match memchr::memchr(b'\n', rest) {
-            Some(p) => {
-                *iter = rest[p + 1..].iter();
-                self.mode = Mode::Command;
-                Step::More
-            }
-            None => Step::Wait,
-        }
-    }
-
-    /// Skips the bytes of a BDAT chunk.
-    fn skip_bytes(&mut self, iter: &mut std::slice::Iter<'_, u8>) -> Step {
-        let Mode::SkipBytes(left) = &mut self.mode else {
-            return Step::More;
-        };
-        let rest = iter.as_slice();
-        let take = rest.len().min(*left);
-        *left -= take;
-        *iter = rest[take..].iter();
-        if *left == 0 {
-            self.mode = Mode::Command;
-            Step::More
-        } else {
-            Step::Wait
         }
     }
 

@@ -17,9 +17,9 @@ use chrono::{DateTime, Utc};
 use mailharness::observe::{
     tls_config, AuthMethod, ConnectOptions, ImapTarget, MailboxAccess, SecretSource,
 };
-use mailharness::record::{AttemptRecord, OutcomeClass, RECORD_SCHEMA};
+use mailharness::record::{AttemptRecord, RECORD_SCHEMA};
 use mailharness::scenario::target::ImapTls;
-use mailharness::scenario::types::TlsMode;
+use mailharness::vocab::{OutcomeClass, TlsMode};
 
 const NOT_RUNNING: &str = "test bed not running: start it with `tests/testbed.sh up` and source \
                            <dir>/env, or use tests/run.sh";

@@ -5,11 +5,11 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 
-use mailharness::record::{AttemptRecord, OutcomeClass, Stage};
+use mailharness::record::{AttemptRecord, Stage};
 use mailharness::scenario::model::RetryPolicy;
 use mailharness::scenario::plan::PlannedBurst;
-use mailharness::scenario::types::TlsMode;
 use mailharness::send::{run_burst, AttemptSink, BurstSummary, CancelToken, Progress, SendContext};
+use mailharness::vocab::{OutcomeClass, TlsMode};
 
 /// The first platform IP (never throttled by the test bed).
 pub const IP_A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -58,9 +58,7 @@ pub fn burst(
 pub fn with_retry(mut b: PlannedBurst, attempts: u32, backoff_ms: u64) -> PlannedBurst {
     b.retry = Some(RetryPolicy {
         attempts,
-        backoff: mailharness::scenario::types::HumanDuration(std::time::Duration::from_millis(
-            backoff_ms,
-        )),
+        backoff: mailharness::vocab::HumanDuration(std::time::Duration::from_millis(backoff_ms)),
     });
     b
 }

@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::config::TenantConfig;
 use super::SimError;
-use crate::scenario::types::HumanDuration;
+use crate::vocab::HumanDuration;
 
 /// How long shutdown waits for sessions to receive their BYE.
 /// RFC 3501 §5.4: an inactivity autologout timer must be at least 30 minutes.

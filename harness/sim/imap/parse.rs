@@ -1,17 +1,24 @@
-//! IMAP4rev1 command framing and parsing (RFC 3501 §9 grammar, the parts the simulator serves).
+//! IMAP4rev1 command framing and parsing: the parts of RFC 3501 the simulator serves.
 //!
-//! [`CommandReader`] turns the byte stream into whole commands: a line, and for each line that
-//! ends in a literal marker `{n}` (synchronizing: the server answers `+`) or `{n+}` (LITERAL+,
-//! RFC 7888) the `n` octets that follow and the rest of the command. The command is kept as one
-//! buffer with the literals in place, so [`Parser`] works on plain bytes. Oversized lines and
-//! literals are discarded, never buffered, and reported as [`Frame::Rejected`] so that the
-//! session answers a tagged `BAD` and goes on.
+//! [`CommandReader`] frames whole commands on the shared [`Framer`]: a line, and for each line
+//! that ends in a literal marker `{n}` (synchronizing: the server answers `+`) or `{n+}`
+//! (LITERAL+, RFC 7888) the `n` octets that follow and the rest of the command, literals in place.
+//! Oversized lines and literals are discarded, never buffered, and reported as
+//! [`Frame::Rejected`] so that the session answers a tagged `BAD` and goes on.
+//!
+//! [`parse_command`] reads a framed command with the IMAP grammar shared with the observer's
+//! client ([`crate::wire::imap`]); what is here is which commands and arguments the simulator
+//! serves, and the wording of its `BAD`s.
 
-use std::borrow::Cow;
 use std::io;
 
 use chrono::NaiveDate;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::wire::frame::KEPT_PREFIX;
+use crate::wire::imap::{literal_marker, perr, Cursor, Literal, PResult, ParseError};
+pub use crate::wire::imap::{SeqNum, SeqSet};
+use crate::wire::{Framer, Scan};
 
 /// The longest command line (without literals) the server buffers.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -19,8 +26,6 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const MAX_COMMAND: usize = 1024 * 1024;
 /// The continuation request sent for a synchronizing literal.
 const LITERAL_CONTINUATION: &[u8] = b"+ Ready for literal data\r\n";
-/// How many octets of a rejected command are kept to find its tag.
-const TAG_PREFIX: usize = 128;
 /// Read chunk size.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -49,271 +54,6 @@ pub enum Line {
     TooLong(Vec<u8>),
     /// End of stream.
     Eof,
-}
-
-/// Buffered reader over a session's stream that frames commands and literals.
-pub struct CommandReader<S> {
-    /// The stream, also written to directly by the session.
-    pub io: S,
-    buf: Vec<u8>,
-    start: usize,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> CommandReader<S> {
-    /// Wraps a stream.
-    pub fn new(io: S) -> Self {
-        CommandReader {
-            io,
-            buf: Vec::with_capacity(READ_CHUNK),
-            start: 0,
-        }
-    }
-
-    /// Drops buffered input (after STARTTLS: plaintext sent behind the command must not count).
-    pub fn discard_buffered(&mut self) -> usize {
-        let n = self.buf.len() - self.start;
-        self.buf.clear();
-        self.start = 0;
-        n
-    }
-
-    /// Gives the stream back.
-    pub fn into_inner(self) -> S {
-        self.io
-    }
-
-    /// Reads more input into the buffer; `Ok(0)` at end of stream. Cancel-safe.
-    async fn fill(&mut self) -> io::Result<usize> {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > READ_CHUNK {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        let mut chunk = [0u8; READ_CHUNK];
-        let n = self.io.read(&mut chunk).await?;
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    /// Reads one line of at most `max` octets.
-    pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
-        let mut scanned = 0;
-        loop {
-            let pending = &self.buf[self.start..];
-            if let Some(p) = memchr::memchr(b'\n', &pending[scanned..]) {
-                let end = scanned + p;
-                if end > max {
-                    let prefix = pending[..TAG_PREFIX.min(end)].to_vec();
-                    self.start += end + 1;
-                    return Ok(Line::TooLong(prefix));
-                }
-                let mut line = pending[..end].to_vec();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                self.start += end + 1;
-                return Ok(Line::Line(line));
-            }
-            scanned = pending.len();
-            if pending.len() > max {
-                let prefix = pending[..TAG_PREFIX.min(pending.len())].to_vec();
-                self.start = self.buf.len();
-                return self.skip_to_line_end(prefix).await;
-            }
-            if self.fill().await? == 0 {
-                return Ok(Line::Eof);
-            }
-        }
-    }
-
-    /// Discards input up to and including the next LF.
-    async fn skip_to_line_end(&mut self, prefix: Vec<u8>) -> io::Result<Line> {
-        loop {
-            let pending = &self.buf[self.start..];
-            if let Some(p) = memchr::memchr(b'\n', pending) {
-                self.start += p + 1;
-                return Ok(Line::TooLong(prefix));
-            }
-            self.start = self.buf.len();
-            if self.fill().await? == 0 {
-                return Ok(Line::Eof);
-            }
-        }
-    }
-
-    /// Reads exactly `n` octets into `out`, or discards them when `out` is `None`.
-    async fn take(&mut self, mut n: u64, mut out: Option<&mut Vec<u8>>) -> io::Result<bool> {
-        while n > 0 {
-            if self.start == self.buf.len() && self.fill().await? == 0 {
-                return Ok(false);
-            }
-            let avail = (self.buf.len() - self.start) as u64;
-            let k = avail.min(n) as usize;
-            if let Some(o) = out.as_deref_mut() {
-                o.extend_from_slice(&self.buf[self.start..self.start + k]);
-            }
-            self.start += k;
-            n -= k as u64;
-        }
-        Ok(true)
-    }
-
-    /// Reads one whole command, answering `+` to synchronizing literals that fit.
-    pub async fn read_command(&mut self) -> io::Result<Frame> {
-        let mut cmd: Vec<u8> = Vec::new();
-        let mut rejected: Option<&'static str> = None;
-        let mut prefix: Vec<u8> = Vec::new();
-        loop {
-            let line = match self.read_line(MAX_LINE).await? {
-                Line::Eof => return Ok(Frame::Eof),
-                Line::TooLong(p) => {
-                    if prefix.is_empty() {
-                        prefix = p;
-                    }
-                    rejected = Some("Command line too long");
-                    break;
-                }
-                Line::Line(l) => l,
-            };
-            if prefix.is_empty() {
-                prefix = line[..TAG_PREFIX.min(line.len())].to_vec();
-            }
-            let literal = literal_suffix(&line);
-            if rejected.is_none() {
-                cmd.extend_from_slice(&line);
-            }
-            let Some(lit) = literal else { break };
-            let (n, sync) = match lit {
-                Ok(v) => v,
-                Err(()) => {
-                    rejected = Some("Invalid literal size");
-                    break;
-                }
-            };
-            if rejected.is_none() && cmd.len() as u64 + n > MAX_COMMAND as u64 {
-                rejected = Some("Literal too large");
-            }
-            if rejected.is_some() {
-                if sync {
-                    // The client waits for `+` before sending the octets: refusing now ends it.
-                    break;
-                }
-                // LITERAL+: the octets are on their way; skip them and the rest of the command.
-                if !self.take(n, None).await? {
-                    return Ok(Frame::Eof);
-                }
-                continue;
-            }
-            if sync {
-                self.io.write_all(LITERAL_CONTINUATION).await?;
-                self.io.flush().await?;
-            }
-            cmd.extend_from_slice(b"\r\n");
-            if !self.take(n, Some(&mut cmd)).await? {
-                return Ok(Frame::Eof);
-            }
-        }
-        match rejected {
-            None => Ok(Frame::Command(cmd)),
-            Some(reason) => Ok(Frame::Rejected {
-                tag: Parser::new(&prefix).tag().ok().map(str::to_string),
-                reason,
-            }),
-        }
-    }
-}
-
-/// If `line` ends in a literal marker: `Ok((size, synchronizing))`, or `Err` for a bad size.
-fn literal_suffix(line: &[u8]) -> Option<Result<(u64, bool), ()>> {
-    let body = line.strip_suffix(b"}")?;
-    let open = memchr::memrchr(b'{', body)?;
-    let mut digits = &body[open + 1..];
-    let mut sync = true;
-    if let Some(d) = digits.strip_suffix(b"+") {
-        digits = d;
-        sync = false;
-    }
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        // `{abc}` is no literal marker; the parser reports the syntax error.
-        return None;
-    }
-    // RFC 3501 number: at most 2^32-1.
-    let n = std::str::from_utf8(digits)
-        .ok()
-        .and_then(|s| s.parse::<u32>().ok());
-    Some(n.map(|n| (u64::from(n), sync)).ok_or(()))
-}
-
-/// A syntax error, reported as a tagged `BAD`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError(pub String);
-
-impl std::fmt::Display for ParseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Parse result.
-pub type PResult<T> = Result<T, ParseError>;
-
-fn perr<T>(msg: impl Into<String>) -> PResult<T> {
-    Err(ParseError(msg.into()))
-}
-
-/// One end of a sequence range: a number or `*` (the largest in the mailbox).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeqNum {
-    /// A number.
-    Num(u32),
-    /// `*`.
-    Star,
-}
-
-/// A sequence set such as `1:5,7,9:*`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeqSet(pub Vec<(SeqNum, SeqNum)>);
-
-impl SeqSet {
-    /// Ranges with `*` replaced by `largest`, each ordered low..=high.
-    pub fn resolve(&self, largest: u32) -> Vec<(u32, u32)> {
-        let v = |s: SeqNum| match s {
-            SeqNum::Num(n) => n,
-            SeqNum::Star => largest,
-        };
-        let mut r: Vec<(u32, u32)> = self
-            .0
-            .iter()
-            .map(|&(a, b)| {
-                let (a, b) = (v(a), v(b));
-                (a.min(b), a.max(b))
-            })
-            .collect();
-        r.sort_unstable();
-        r
-    }
-
-    /// Whether `n` is in the set.
-    pub fn contains(&self, n: u32, largest: u32) -> bool {
-        self.resolve(largest)
-            .iter()
-            .any(|&(a, b)| (a..=b).contains(&n))
-    }
-
-    /// The largest number named explicitly (not `*`).
-    pub fn max_explicit(&self) -> u32 {
-        self.0
-            .iter()
-            .flat_map(|&(a, b)| [a, b])
-            .filter_map(|s| match s {
-                SeqNum::Num(n) => Some(n),
-                SeqNum::Star => None,
-            })
-            .max()
-            .unwrap_or(0)
-    }
 }
 
 /// A body section: `BODY[<section>]`.
@@ -523,537 +263,163 @@ pub enum Command {
 /// A parsed command line: its tag and the command, or the tag and a syntax error.
 pub type Parsed = (String, PResult<Command>);
 
-/// Cursor over a framed command.
-pub struct Parser<'a> {
-    b: &'a [u8],
-    pos: usize,
-    /// Nesting of SEARCH keys (parentheses, NOT, OR), bounded so input cannot exhaust the stack.
-    depth: u32,
+/// Buffered reader over a session's stream that frames commands and literals.
+pub struct CommandReader<S> {
+    /// The stream, also written to directly by the session.
+    pub io: S,
+    framer: Framer,
+    /// The start of an over-long line whose rest is being skipped. Kept here, not in a local, so
+    /// that [`CommandReader::read_line`] stays cancel-safe (IDLE polls it in a `select!`).
+    too_long: Option<Vec<u8>>,
 }
 
-/// Deepest SEARCH key nesting accepted.
-const MAX_SEARCH_DEPTH: u32 = 64;
-
-fn is_atom_char(c: u8) -> bool {
-    c > 0x20 && c < 0x7f && !matches!(c, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
-}
-
-fn is_tag_char(c: u8) -> bool {
-    is_atom_char(c) && c != b'+'
-}
-
-impl<'a> Parser<'a> {
-    /// A parser at the start of `b`.
-    pub fn new(b: &'a [u8]) -> Self {
-        Parser {
-            b,
-            pos: 0,
-            depth: 0,
+impl<S: AsyncRead + AsyncWrite + Unpin> CommandReader<S> {
+    /// Wraps a stream.
+    pub fn new(io: S) -> Self {
+        CommandReader {
+            io,
+            framer: Framer::new(READ_CHUNK),
+            too_long: None,
         }
     }
 
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
+    /// Drops buffered input (after STARTTLS: plaintext sent behind the command must not count).
+    pub fn discard_buffered(&mut self) -> usize {
+        self.too_long = None;
+        self.framer.discard_unframed()
     }
 
-    fn at_end(&self) -> bool {
-        self.pos >= self.b.len()
+    /// Gives the stream back.
+    pub fn into_inner(self) -> S {
+        self.io
     }
 
-    fn eat(&mut self, c: u8) -> bool {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
+    /// Reads more input; `Ok(0)` at end of stream. Cancel-safe.
+    async fn fill(&mut self) -> io::Result<usize> {
+        self.framer.read_from(&mut self.io).await
     }
 
-    fn expect(&mut self, c: u8) -> PResult<()> {
-        if self.eat(c) {
-            Ok(())
-        } else {
-            perr(format!(
-                "expected '{}' at offset {}",
-                char::from(c).escape_default(),
-                self.pos
-            ))
-        }
-    }
-
-    fn sp(&mut self) -> PResult<()> {
-        self.expect(b' ')
-    }
-
-    /// Requires the end of the command.
-    fn end(&self) -> PResult<()> {
-        if self.at_end() {
-            Ok(())
-        } else {
-            perr(format!("unexpected characters at offset {}", self.pos))
-        }
-    }
-
-    /// The tag.
-    pub fn tag(&mut self) -> PResult<&'a str> {
-        let s = self.pos;
-        while self.peek().is_some_and(is_tag_char) {
-            self.pos += 1;
-        }
-        if self.pos == s {
-            return perr("missing or invalid tag");
-        }
-        // Tag characters are ASCII.
-        std::str::from_utf8(&self.b[s..self.pos]).or_else(|_| perr("invalid tag"))
-    }
-
-    /// An atom (ASTRING-CHAR allows ']' too when `allow_bracket`).
-    fn atom_with(&mut self, allow_bracket: bool) -> PResult<&'a [u8]> {
-        let s = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| is_atom_char(c) || (allow_bracket && c == b']'))
-        {
-            self.pos += 1;
-        }
-        if self.pos == s {
-            return perr(format!("expected an atom at offset {s}"));
-        }
-        Ok(&self.b[s..self.pos])
-    }
-
-    fn atom(&mut self) -> PResult<&'a [u8]> {
-        self.atom_with(false)
-    }
-
-    fn atom_upper(&mut self) -> PResult<String> {
-        Ok(String::from_utf8_lossy(self.atom()?).to_ascii_uppercase())
-    }
-
-    fn quoted(&mut self) -> PResult<Vec<u8>> {
-        self.expect(b'"')?;
-        let mut out = Vec::new();
+    /// Reads one line of at most `max` octets. An over-long line is reported once it has been
+    /// skipped to its end, so that the answer follows the whole line. Cancel-safe.
+    pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
         loop {
-            match self.peek() {
-                None => return perr("unterminated quoted string"),
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(out);
+            if self.too_long.is_some() {
+                if self.framer.skip_line() {
+                    return Ok(Line::TooLong(self.too_long.take().unwrap_or_default()));
                 }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(c @ (b'"' | b'\\')) => {
-                            out.push(c);
-                            self.pos += 1;
-                        }
-                        _ => return perr("invalid escape in quoted string"),
+            } else {
+                self.framer.release();
+                match self.framer.line(max) {
+                    Some(Scan::Line) => return Ok(Line::Line(self.framer.last_line().to_vec())),
+                    Some(Scan::TooLong(prefix)) => {
+                        self.too_long = Some(prefix);
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            if self.fill().await? == 0 {
+                self.too_long = None;
+                return Ok(Line::Eof);
+            }
+        }
+    }
+
+    /// Skips `n` announced octets without buffering them; false at end of stream.
+    async fn skip(&mut self, mut n: u64) -> io::Result<bool> {
+        loop {
+            n = self.framer.skip(n);
+            if n == 0 {
+                return Ok(true);
+            }
+            if self.fill().await? == 0 {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// The first octets of the command framed so far, to find its tag once it is refused.
+    fn command_prefix(&self) -> Vec<u8> {
+        let m = self.framer.message();
+        m[..KEPT_PREFIX.min(m.len())].to_vec()
+    }
+
+    /// Reads one whole command, answering `+` to synchronizing literals that fit.
+    pub async fn read_command(&mut self) -> io::Result<Frame> {
+        self.framer.release();
+        // Once refused, a command is still read to its end, but not kept: why, and its start.
+        let mut rejected: Option<(&'static str, Vec<u8>)> = None;
+        loop {
+            let Some(scan) = self.framer.line(MAX_LINE) else {
+                if self.fill().await? == 0 {
+                    return Ok(Frame::Eof);
+                }
+                continue;
+            };
+            if let Scan::TooLong(prefix) = scan {
+                let prefix = rejected.map_or(prefix, |(_, p)| p);
+                while !self.framer.skip_line() {
+                    if self.fill().await? == 0 {
+                        return Ok(Frame::Eof);
                     }
                 }
-                Some(b'\r' | b'\n' | 0) => return perr("CR, LF or NUL in quoted string"),
-                Some(c) => {
-                    out.push(c);
-                    self.pos += 1;
-                }
+                return Ok(Frame::rejected("Command line too long", &prefix));
             }
-        }
-    }
-
-    fn literal(&mut self) -> PResult<&'a [u8]> {
-        self.expect(b'{')?;
-        let s = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.pos += 1;
-        }
-        let n: usize = std::str::from_utf8(&self.b[s..self.pos])
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| ParseError("invalid literal size".into()))?;
-        self.eat(b'+');
-        self.expect(b'}')?;
-        if !self.b[self.pos..].starts_with(b"\r\n") {
-            return perr("literal marker not at end of line");
-        }
-        self.pos += 2;
-        if self.b.len() - self.pos < n {
-            return perr("literal shorter than announced");
-        }
-        let v = &self.b[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(v)
-    }
-
-    /// A string: quoted or literal.
-    fn string(&mut self) -> PResult<Cow<'a, [u8]>> {
-        match self.peek() {
-            Some(b'"') => Ok(Cow::Owned(self.quoted()?)),
-            Some(b'{') => Ok(Cow::Borrowed(self.literal()?)),
-            _ => perr(format!("expected a string at offset {}", self.pos)),
-        }
-    }
-
-    /// An astring: atom (']' allowed), quoted or literal.
-    fn astring(&mut self) -> PResult<Cow<'a, [u8]>> {
-        match self.peek() {
-            Some(b'"' | b'{') => self.string(),
-            _ => Ok(Cow::Borrowed(self.atom_with(true)?)),
-        }
-    }
-
-    fn astring_utf8(&mut self) -> PResult<String> {
-        let v = self.astring()?;
-        String::from_utf8(v.into_owned()).or_else(|_| perr("string is not UTF-8"))
-    }
-
-    /// A list-mailbox pattern: atom with list-wildcards, or a string.
-    fn list_mailbox(&mut self) -> PResult<String> {
-        match self.peek() {
-            Some(b'"' | b'{') => self.astring_utf8(),
-            _ => {
-                let s = self.pos;
-                while self
-                    .peek()
-                    .is_some_and(|c| is_atom_char(c) || matches!(c, b'%' | b'*' | b']'))
-                {
-                    self.pos += 1;
-                }
-                if self.pos == s {
-                    return perr("expected a mailbox pattern");
-                }
-                Ok(String::from_utf8_lossy(&self.b[s..self.pos]).into_owned())
-            }
-        }
-    }
-
-    fn number(&mut self) -> PResult<u32> {
-        let s = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.pos += 1;
-        }
-        std::str::from_utf8(&self.b[s..self.pos])
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| ParseError(format!("expected a number at offset {s}")))
-    }
-
-    fn nz_number(&mut self) -> PResult<u32> {
-        match self.number()? {
-            0 => perr("0 is not a valid message number"),
-            n => Ok(n),
-        }
-    }
-
-    /// A sequence set: `1`, `1:5`, `*`, `3:*`, comma-separated.
-    pub fn seq_set(&mut self) -> PResult<SeqSet> {
-        let mut ranges = Vec::new();
-        loop {
-            let a = self.seq_num()?;
-            let b = if self.eat(b':') { self.seq_num()? } else { a };
-            ranges.push((a, b));
-            if !self.eat(b',') {
+            let Some(marker) = literal_marker(self.framer.last_line()) else {
                 break;
+            };
+            let Ok(Literal { len, sync }) = marker else {
+                let prefix = rejected.map_or_else(|| self.command_prefix(), |(_, p)| p);
+                return Ok(Frame::rejected("Invalid literal size", &prefix));
+            };
+            let size = self.framer.message().len() as u64 + u64::from(len);
+            if rejected.is_none() && size > MAX_COMMAND as u64 {
+                rejected = Some(("Literal too large", self.command_prefix()));
             }
-        }
-        Ok(SeqSet(ranges))
-    }
-
-    fn seq_num(&mut self) -> PResult<SeqNum> {
-        if self.eat(b'*') {
-            Ok(SeqNum::Star)
-        } else {
-            self.nz_number()
-                .map(SeqNum::Num)
-                .map_err(|_| ParseError("invalid sequence set".into()))
-        }
-    }
-
-    /// A date `d-Mon-yyyy`, optionally quoted.
-    fn date(&mut self) -> PResult<NaiveDate> {
-        let quoted = self.eat(b'"');
-        let s = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'-')
-        {
-            self.pos += 1;
-        }
-        let text = String::from_utf8_lossy(&self.b[s..self.pos]).into_owned();
-        if quoted {
-            self.expect(b'"')?;
-        }
-        parse_date(&text).ok_or_else(|| ParseError(format!("invalid date `{text}`")))
-    }
-
-    fn flag_list(&mut self) -> PResult<u8> {
-        let mut bits = 0u8;
-        if self.eat(b'(') {
-            if self.eat(b')') {
-                return Ok(0);
-            }
-            loop {
-                bits |= self.flag()?;
-                if self.eat(b')') {
+            if rejected.is_some() {
+                if sync {
+                    // The client waits for `+` before sending the octets: refusing now ends it.
                     break;
                 }
-                self.sp()?;
+                // LITERAL+: the octets are on their way; skip them and the rest of the command.
+                if !self.skip(u64::from(len)).await? {
+                    return Ok(Frame::Eof);
+                }
+                continue;
             }
-        } else {
-            loop {
-                bits |= self.flag()?;
-                if !self.eat(b' ') {
-                    break;
+            if sync {
+                self.io.write_all(LITERAL_CONTINUATION).await?;
+                self.io.flush().await?;
+            }
+            // `len` is at most MAX_COMMAND here.
+            while self.framer.literal(len as usize).is_none() {
+                if self.fill().await? == 0 {
+                    return Ok(Frame::Eof);
                 }
             }
         }
-        Ok(bits)
-    }
-
-    /// One flag as a bit; keywords are accepted and dropped (PERMANENTFLAGS has no `\*`).
-    fn flag(&mut self) -> PResult<u8> {
-        let backslash = self.eat(b'\\');
-        let name = String::from_utf8_lossy(self.atom()?).into_owned();
-        if !backslash {
-            return Ok(0);
-        }
-        flag::from_name(&format!("\\{name}"))
-            .ok_or_else(|| ParseError(format!("invalid system flag \\{name}")))
-    }
-
-    fn fetch_atts(&mut self) -> PResult<Vec<FetchAtt>> {
-        if self.eat(b'(') {
-            let mut v = Vec::new();
-            loop {
-                v.extend(self.fetch_att()?);
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
-            Ok(v)
-        } else {
-            self.fetch_att()
-        }
-    }
-
-    fn fetch_att(&mut self) -> PResult<Vec<FetchAtt>> {
-        let s = self.pos;
-        while self.peek().is_some_and(|c| is_atom_char(c) && c != b'[') {
-            self.pos += 1;
-        }
-        let name = String::from_utf8_lossy(&self.b[s..self.pos]).to_ascii_uppercase();
-        let one = |a| Ok(vec![a]);
-        match name.as_str() {
-            "UID" => one(FetchAtt::Uid),
-            "FLAGS" => one(FetchAtt::Flags),
-            "INTERNALDATE" => one(FetchAtt::InternalDate),
-            "RFC822.SIZE" => one(FetchAtt::Size),
-            "RFC822" => one(FetchAtt::Rfc822),
-            "RFC822.HEADER" => one(FetchAtt::Rfc822Header),
-            "RFC822.TEXT" => one(FetchAtt::Rfc822Text),
-            "FAST" => Ok(vec![FetchAtt::Flags, FetchAtt::InternalDate, FetchAtt::Size]),
-            "BODY" | "BODY.PEEK" if self.peek() == Some(b'[') => {
-                let section = self.section()?;
-                let partial = if self.eat(b'<') {
-                    let origin = self.number()?;
-                    self.expect(b'.')?;
-                    let count = self.nz_number()?;
-                    self.expect(b'>')?;
-                    Some((origin, count))
-                } else {
-                    None
-                };
-                one(FetchAtt::Body {
-                    section,
-                    partial,
-                    peek: name == "BODY.PEEK",
-                })
-            }
-            "" => perr(format!("expected a fetch item at offset {s}")),
-            "ENVELOPE" | "BODYSTRUCTURE" | "BODY" | "ALL" | "FULL" => perr(format!(
-                "FETCH {name} is not supported by the simulator (use BODY.PEEK[HEADER] or BODY.PEEK[])"
-            )),
-            other => perr(format!("unknown fetch item {other}")),
-        }
-    }
-
-    fn section(&mut self) -> PResult<Section> {
-        self.expect(b'[')?;
-        if self.eat(b']') {
-            return Ok(Section::Full);
-        }
-        let s = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.')
-        {
-            self.pos += 1;
-        }
-        let spec = String::from_utf8_lossy(&self.b[s..self.pos]).to_ascii_uppercase();
-        let section = match spec.as_str() {
-            "HEADER" => Section::Header,
-            "TEXT" => Section::Text,
-            "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
-                self.sp()?;
-                self.expect(b'(')?;
-                let mut names = Vec::new();
-                loop {
-                    let n = self.astring_utf8()?;
-                    if n.is_empty() || n.contains(':') || n.chars().any(|c| c.is_control()) {
-                        return perr(format!("invalid header field name `{n}`"));
-                    }
-                    names.push(n);
-                    if self.eat(b')') {
-                        break;
-                    }
-                    self.sp()?;
-                }
-                Section::HeaderFields {
-                    names,
-                    not: spec.ends_with(".NOT"),
-                }
-            }
-            other => {
-                return perr(format!(
-                    "body section [{other}] is not supported by the simulator"
-                ))
-            }
-        };
-        self.expect(b']')?;
-        Ok(section)
-    }
-
-    fn search_keys(&mut self) -> PResult<SearchKey> {
-        let mut keys = Vec::new();
-        loop {
-            keys.push(self.search_key()?);
-            if self.at_end() {
-                break;
-            }
-            self.sp()?;
-        }
-        Ok(if keys.len() == 1 {
-            keys.remove(0)
-        } else {
-            SearchKey::And(keys)
-        })
-    }
-
-    fn search_key(&mut self) -> PResult<SearchKey> {
-        if self.depth >= MAX_SEARCH_DEPTH {
-            return perr(format!(
-                "search keys nested deeper than {MAX_SEARCH_DEPTH} levels"
-            ));
-        }
-        self.depth += 1;
-        let key = self.search_key_inner();
-        self.depth -= 1;
-        key
-    }
-
-    fn search_key_inner(&mut self) -> PResult<SearchKey> {
-        if self.eat(b'(') {
-            let mut keys = Vec::new();
-            loop {
-                keys.push(self.search_key()?);
-                if self.eat(b')') {
-                    break;
-                }
-                self.sp()?;
-            }
-            return Ok(SearchKey::And(keys));
-        }
-        if self.peek().is_some_and(|c| c.is_ascii_digit() || c == b'*') {
-            return Ok(SearchKey::Seq(self.seq_set()?));
-        }
-        let name = self.atom_upper()?;
-        let text = |p: &mut Self| -> PResult<String> {
-            p.sp()?;
-            let v = p.astring()?;
-            Ok(String::from_utf8_lossy(&v).into_owned())
-        };
-        use SearchKey as K;
-        Ok(match name.as_str() {
-            "ALL" => K::All,
-            "HEADER" => {
-                let f = text(self)?;
-                let v = text(self)?;
-                K::Header(f, v)
-            }
-            "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => K::Header(name.clone(), text(self)?),
-            "BODY" => K::Body(text(self)?),
-            "TEXT" => K::Text(text(self)?),
-            "SINCE" | "BEFORE" | "ON" | "SENTSINCE" | "SENTBEFORE" | "SENTON" => {
-                self.sp()?;
-                let d = self.date()?;
-                match name.as_str() {
-                    "SINCE" => K::Since(d),
-                    "BEFORE" => K::Before(d),
-                    "ON" => K::On(d),
-                    "SENTSINCE" => K::SentSince(d),
-                    "SENTBEFORE" => K::SentBefore(d),
-                    _ => K::SentOn(d),
-                }
-            }
-            "UID" => {
-                self.sp()?;
-                K::Uid(self.seq_set()?)
-            }
-            "NOT" => {
-                self.sp()?;
-                K::Not(Box::new(self.search_key()?))
-            }
-            "OR" => {
-                self.sp()?;
-                let a = self.search_key()?;
-                self.sp()?;
-                let b = self.search_key()?;
-                K::Or(Box::new(a), Box::new(b))
-            }
-            "SEEN" | "UNSEEN" => K::Flag(flag::SEEN, name == "SEEN"),
-            "ANSWERED" | "UNANSWERED" => K::Flag(flag::ANSWERED, name == "ANSWERED"),
-            "FLAGGED" | "UNFLAGGED" => K::Flag(flag::FLAGGED, name == "FLAGGED"),
-            "DELETED" | "UNDELETED" => K::Flag(flag::DELETED, name == "DELETED"),
-            "DRAFT" | "UNDRAFT" => K::Flag(flag::DRAFT, name == "DRAFT"),
-            "KEYWORD" | "UNKEYWORD" => {
-                self.sp()?;
-                self.atom()?;
-                K::Keyword(name == "KEYWORD")
-            }
-            "NEW" => K::New,
-            "OLD" => K::Old,
-            "RECENT" => K::Recent,
-            "LARGER" | "SMALLER" => {
-                self.sp()?;
-                let n = u64::from(self.number()?);
-                if name == "LARGER" {
-                    K::Larger(n)
-                } else {
-                    K::Smaller(n)
-                }
-            }
-            other => return perr(format!("unknown search key {other}")),
+        Ok(match rejected {
+            None => Frame::Command(self.framer.message().to_vec()),
+            Some((reason, prefix)) => Frame::rejected(reason, &prefix),
         })
     }
 }
 
-/// Parses `d-Mon-yyyy` (RFC 3501 date; the day may have one or two digits).
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let mut it = s.splitn(3, '-');
-    let day: u32 = it.next()?.parse().ok()?;
-    let mon = it.next()?;
-    let year: i32 = it.next()?.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-    let m = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(mon))? as u32 + 1;
-    NaiveDate::from_ymd_opt(year, m, day)
+impl Frame {
+    /// A refused command, with the tag found at the start of it, if any.
+    fn rejected(reason: &'static str, prefix: &[u8]) -> Frame {
+        Frame::Rejected {
+            tag: Cursor::new(prefix).tag().ok().map(str::to_string),
+            reason,
+        }
+    }
 }
 
 /// Parses one framed command into its tag and command (or a syntax error for a tagged `BAD`).
 ///
 /// `None` means not even a tag could be read: the answer is an untagged `BAD`.
 pub fn parse_command(line: &[u8]) -> Option<Parsed> {
-    let mut p = Parser::new(line);
+    let mut p = Cursor::new(line);
     let tag = p.tag().ok()?.to_string();
     let cmd = (|| {
         p.sp()?;
@@ -1077,7 +443,8 @@ pub fn parse_command(line: &[u8]) -> Option<Parsed> {
     Some((tag, cmd))
 }
 
-fn command_body(p: &mut Parser<'_>, name: &str, uid: bool) -> PResult<Command> {
+/// The command named `name` (upper-cased), from its arguments on.
+fn command_body(p: &mut Cursor<'_>, name: &str, uid: bool) -> PResult<Command> {
     use Command as C;
     Ok(match name {
         "CAPABILITY" => C::Capability,
@@ -1089,38 +456,8 @@ fn command_body(p: &mut Parser<'_>, name: &str, uid: bool) -> PResult<Command> {
         "CLOSE" => C::Close,
         "UNSELECT" => C::Unselect,
         "IDLE" => C::Idle,
-        "ID" => {
-            p.sp()?;
-            if p.eat(b'(') {
-                while !p.eat(b')') {
-                    if p.at_end() {
-                        return perr("unterminated ID list");
-                    }
-                    if p.peek() == Some(b' ') {
-                        p.pos += 1;
-                        continue;
-                    }
-                    if p.peek().is_some_and(|c| c == b'N' || c == b'n') {
-                        p.atom()?;
-                    } else {
-                        p.string()?;
-                    }
-                }
-            } else if !p.atom_upper()?.eq("NIL") {
-                return perr("ID expects a list or NIL");
-            }
-            C::Id
-        }
-        "ENABLE" => {
-            let mut caps = Vec::new();
-            while p.eat(b' ') {
-                caps.push(p.atom_upper()?);
-            }
-            if caps.is_empty() {
-                return perr("ENABLE needs a capability");
-            }
-            C::Enable(caps)
-        }
+        "ID" => id(p)?,
+        "ENABLE" => enable(p)?,
         "LOGIN" => {
             p.sp()?;
             let u = p.astring()?.into_owned();
@@ -1128,165 +465,35 @@ fn command_body(p: &mut Parser<'_>, name: &str, uid: bool) -> PResult<Command> {
             let pw = p.astring()?.into_owned();
             C::Login(u, pw)
         }
-        "AUTHENTICATE" => {
-            p.sp()?;
-            let mech = p.atom_upper()?;
-            let initial = if p.eat(b' ') {
-                let s = p.pos;
-                while p
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
-                {
-                    p.pos += 1;
-                }
-                if p.pos == s {
-                    return perr("invalid initial response");
-                }
-                Some(p.b[s..p.pos].to_vec())
-            } else {
-                None
-            };
-            C::Authenticate(mech, initial)
-        }
+        "AUTHENTICATE" => authenticate(p)?,
         "SELECT" | "EXAMINE" => {
             p.sp()?;
-            let m = p.astring_utf8()?;
             // CONDSTORE/QRESYNC parameters are not supported.
-            C::Select(m, name == "EXAMINE")
+            C::Select(p.astring_utf8()?, name == "EXAMINE")
         }
-        "LIST" | "LSUB" => {
-            p.sp()?;
-            let mut special_only = false;
-            if name == "LIST" && p.eat(b'(') {
-                while !p.eat(b')') {
-                    let opt = p.atom_upper()?;
-                    match opt.as_str() {
-                        "SPECIAL-USE" => special_only = true,
-                        "SUBSCRIBED" | "REMOTE" | "RECURSIVEMATCH" => {}
-                        other => return perr(format!("unknown LIST selection option {other}")),
-                    }
-                    p.eat(b' ');
-                }
-                p.sp()?;
-            }
-            let reference = p.astring_utf8()?;
-            p.sp()?;
-            let mut patterns = Vec::new();
-            if name == "LIST" && p.eat(b'(') {
-                loop {
-                    patterns.push(p.list_mailbox()?);
-                    if p.eat(b')') {
-                        break;
-                    }
-                    p.sp()?;
-                }
-            } else {
-                patterns.push(p.list_mailbox()?);
-            }
-            if name == "LIST" && p.eat(b' ') {
-                // RETURN (...) options: flags are always returned.
-                if p.atom_upper()? != "RETURN" {
-                    return perr("expected RETURN");
-                }
-                p.sp()?;
-                p.expect(b'(')?;
-                while !p.eat(b')') {
-                    p.atom()?;
-                    p.eat(b' ');
-                }
-            }
-            C::List {
-                reference,
-                patterns,
-                special_only,
-                lsub: name == "LSUB",
-            }
-        }
-        "STATUS" => {
-            p.sp()?;
-            let m = p.astring_utf8()?;
-            p.sp()?;
-            p.expect(b'(')?;
-            let mut items = Vec::new();
-            loop {
-                let it = p.atom_upper()?;
-                if !matches!(
-                    it.as_str(),
-                    "MESSAGES" | "RECENT" | "UIDNEXT" | "UIDVALIDITY" | "UNSEEN"
-                ) {
-                    return perr(format!("unknown STATUS item {it}"));
-                }
-                items.push(it);
-                if p.eat(b')') {
-                    break;
-                }
-                p.sp()?;
-            }
-            C::Status(m, items)
-        }
+        "LIST" | "LSUB" => list(p, name == "LSUB")?,
+        "STATUS" => status(p)?,
         "SUBSCRIBE" | "UNSUBSCRIBE" => {
             p.sp()?;
             C::Subscribe(p.astring_utf8()?)
         }
-        "EXPUNGE" => {
-            if uid {
-                p.sp()?;
-                C::Expunge(Some(p.seq_set()?))
-            } else {
-                C::Expunge(None)
-            }
-        }
-        "SEARCH" => {
+        "EXPUNGE" if uid => {
             p.sp()?;
-            // CHARSET: US-ASCII and UTF-8 only (substring matching is byte-wise).
-            let save = p.pos;
-            if p.atom_upper().ok().as_deref() == Some("CHARSET") {
-                p.sp()?;
-                let cs = String::from_utf8_lossy(&p.astring()?).to_ascii_uppercase();
-                if cs != "US-ASCII" && cs != "UTF-8" {
-                    return perr(format!("[BADCHARSET (US-ASCII UTF-8)] charset {cs}"));
-                }
-                p.sp()?;
-            } else {
-                p.pos = save;
-            }
-            C::Search(uid, p.search_keys()?)
+            C::Expunge(Some(p.seq_set()?))
         }
+        "EXPUNGE" => C::Expunge(None),
+        "SEARCH" => search(p, uid)?,
         "FETCH" => {
             p.sp()?;
             let set = p.seq_set()?;
             p.sp()?;
-            C::Fetch(uid, set, p.fetch_atts()?)
+            C::Fetch(uid, set, fetch_atts(p)?)
         }
-        "STORE" => {
-            p.sp()?;
-            let set = p.seq_set()?;
-            p.sp()?;
-            let item = p.atom_upper()?;
-            let (mode, rest) = match item.as_bytes().first() {
-                Some(b'+') => (StoreMode::Add, &item[1..]),
-                Some(b'-') => (StoreMode::Remove, &item[1..]),
-                _ => (StoreMode::Replace, item.as_str()),
-            };
-            let silent = match rest {
-                "FLAGS" => false,
-                "FLAGS.SILENT" => true,
-                other => return perr(format!("unknown STORE item {other}")),
-            };
-            p.sp()?;
-            let flags = p.flag_list()?;
-            C::Store {
-                uid,
-                set,
-                mode,
-                silent,
-                flags,
-            }
-        }
+        "STORE" => store(p, uid)?,
         "CREATE" | "DELETE" | "RENAME" | "APPEND" | "COPY" | "MOVE" | "GETQUOTAROOT" | "SETACL"
         | "GETACL" => {
             // Skip the arguments: the answer is NO whatever they are.
-            p.pos = p.b.len();
+            p.skip_to_end();
             C::Unsupported(if uid {
                 format!("UID {name}")
             } else {
@@ -1297,9 +504,441 @@ fn command_body(p: &mut Parser<'_>, name: &str, uid: bool) -> PResult<Command> {
     })
 }
 
+/// `ID (field value …)` or `ID NIL`: read and ignored.
+fn id(p: &mut Cursor<'_>) -> PResult<Command> {
+    p.sp()?;
+    if p.eat(b'(') {
+        while !p.eat(b')') {
+            if p.at_end() {
+                return perr("unterminated ID list");
+            }
+            if p.eat(b' ') {
+                continue;
+            }
+            if p.peek().is_some_and(|c| c == b'N' || c == b'n') {
+                p.atom()?;
+            } else {
+                p.string()?;
+            }
+        }
+    } else if !p.atom_upper()?.eq("NIL") {
+        return perr("ID expects a list or NIL");
+    }
+    Ok(Command::Id)
+}
+
+/// `ENABLE cap …`.
+fn enable(p: &mut Cursor<'_>) -> PResult<Command> {
+    let mut caps = Vec::new();
+    while p.eat(b' ') {
+        caps.push(p.atom_upper()?);
+    }
+    if caps.is_empty() {
+        return perr("ENABLE needs a capability");
+    }
+    Ok(Command::Enable(caps))
+}
+
+/// `AUTHENTICATE mechanism [initial-response]` (SASL-IR).
+fn authenticate(p: &mut Cursor<'_>) -> PResult<Command> {
+    p.sp()?;
+    let mech = p.atom_upper()?;
+    let initial = if p.eat(b' ') {
+        let r = p.take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='));
+        if r.is_empty() {
+            return perr("invalid initial response");
+        }
+        Some(r.to_vec())
+    } else {
+        None
+    };
+    Ok(Command::Authenticate(mech, initial))
+}
+
+/// `LIST [(selection)] reference pattern(s) [RETURN (…)]` (RFC 5258), or `LSUB reference pattern`.
+fn list(p: &mut Cursor<'_>, lsub: bool) -> PResult<Command> {
+    p.sp()?;
+    let mut special_only = false;
+    if !lsub && p.eat(b'(') {
+        while !p.eat(b')') {
+            let opt = p.atom_upper()?;
+            match opt.as_str() {
+                "SPECIAL-USE" => special_only = true,
+                "SUBSCRIBED" | "REMOTE" | "RECURSIVEMATCH" => {}
+                other => return perr(format!("unknown LIST selection option {other}")),
+            }
+            p.eat(b' ');
+        }
+        p.sp()?;
+    }
+    let reference = p.astring_utf8()?;
+    p.sp()?;
+    let mut patterns = Vec::new();
+    if !lsub && p.eat(b'(') {
+        loop {
+            patterns.push(p.list_mailbox()?);
+            if p.eat(b')') {
+                break;
+            }
+            p.sp()?;
+        }
+    } else {
+        patterns.push(p.list_mailbox()?);
+    }
+    if !lsub && p.eat(b' ') {
+        // RETURN (...) options: flags are always returned.
+        if p.atom_upper()? != "RETURN" {
+            return perr("expected RETURN");
+        }
+        p.sp()?;
+        p.expect(b'(')?;
+        while !p.eat(b')') {
+            p.atom()?;
+            p.eat(b' ');
+        }
+    }
+    Ok(Command::List {
+        reference,
+        patterns,
+        special_only,
+        lsub,
+    })
+}
+
+/// `STATUS mailbox (items)`.
+fn status(p: &mut Cursor<'_>) -> PResult<Command> {
+    p.sp()?;
+    let m = p.astring_utf8()?;
+    p.sp()?;
+    p.expect(b'(')?;
+    let mut items = Vec::new();
+    loop {
+        let it = p.atom_upper()?;
+        if !matches!(
+            it.as_str(),
+            "MESSAGES" | "RECENT" | "UIDNEXT" | "UIDVALIDITY" | "UNSEEN"
+        ) {
+            return perr(format!("unknown STATUS item {it}"));
+        }
+        items.push(it);
+        if p.eat(b')') {
+            break;
+        }
+        p.sp()?;
+    }
+    Ok(Command::Status(m, items))
+}
+
+/// `[UID] SEARCH [CHARSET c] keys`.
+fn search(p: &mut Cursor<'_>, uid: bool) -> PResult<Command> {
+    p.sp()?;
+    // CHARSET: US-ASCII and UTF-8 only (substring matching is byte-wise).
+    let save = p.pos();
+    if p.atom_upper().ok().as_deref() == Some("CHARSET") {
+        p.sp()?;
+        let cs = String::from_utf8_lossy(&p.astring()?).to_ascii_uppercase();
+        if cs != "US-ASCII" && cs != "UTF-8" {
+            return perr(format!("[BADCHARSET (US-ASCII UTF-8)] charset {cs}"));
+        }
+        p.sp()?;
+    } else {
+        p.set_pos(save);
+    }
+    Ok(Command::Search(uid, search_keys(p)?))
+}
+
+/// `[UID] STORE set [+-]FLAGS[.SILENT] flags`.
+fn store(p: &mut Cursor<'_>, uid: bool) -> PResult<Command> {
+    p.sp()?;
+    let set = p.seq_set()?;
+    p.sp()?;
+    let item = p.atom_upper()?;
+    let (mode, rest) = match item.as_bytes().first() {
+        Some(b'+') => (StoreMode::Add, &item[1..]),
+        Some(b'-') => (StoreMode::Remove, &item[1..]),
+        _ => (StoreMode::Replace, item.as_str()),
+    };
+    let silent = match rest {
+        "FLAGS" => false,
+        "FLAGS.SILENT" => true,
+        other => return perr(format!("unknown STORE item {other}")),
+    };
+    p.sp()?;
+    let flags = store_flags(p)?;
+    Ok(Command::Store {
+        uid,
+        set,
+        mode,
+        silent,
+        flags,
+    })
+}
+
+/// STORE's flags, in a list or in a row, as bits.
+fn store_flags(p: &mut Cursor<'_>) -> PResult<u8> {
+    if p.peek() == Some(b'(') {
+        return p
+            .flag_list()?
+            .into_iter()
+            .try_fold(0, |bits, f| Ok(bits | flag_bit(f)?));
+    }
+    let mut bits = 0u8;
+    loop {
+        bits |= flag_bit(p.flag()?)?;
+        if !p.eat(b' ') {
+            return Ok(bits);
+        }
+    }
+}
+
+/// One flag as a bit; keywords are accepted and dropped (PERMANENTFLAGS has no `\*`).
+fn flag_bit(f: &[u8]) -> PResult<u8> {
+    if f.first() != Some(&b'\\') {
+        return Ok(0);
+    }
+    let name = String::from_utf8_lossy(f);
+    flag::from_name(&name).ok_or_else(|| ParseError(format!("invalid system flag {name}")))
+}
+
+/// FETCH's data items: one, or a parenthesized list.
+fn fetch_atts(p: &mut Cursor<'_>) -> PResult<Vec<FetchAtt>> {
+    if p.eat(b'(') {
+        let mut v = Vec::new();
+        loop {
+            v.extend(fetch_att(p)?);
+            if p.eat(b')') {
+                break;
+            }
+            p.sp()?;
+        }
+        Ok(v)
+    } else {
+        fetch_att(p)
+    }
+}
+
+/// One FETCH data item (a macro such as `FAST` is several).
+fn fetch_att(p: &mut Cursor<'_>) -> PResult<Vec<FetchAtt>> {
+    let s = p.pos();
+    let name = p.take_while(|c| crate::wire::imap::is_atom_char(c) && c != b'[');
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let one = |a| Ok(vec![a]);
+    match name.as_str() {
+        "UID" => one(FetchAtt::Uid),
+        "FLAGS" => one(FetchAtt::Flags),
+        "INTERNALDATE" => one(FetchAtt::InternalDate),
+        "RFC822.SIZE" => one(FetchAtt::Size),
+        "RFC822" => one(FetchAtt::Rfc822),
+        "RFC822.HEADER" => one(FetchAtt::Rfc822Header),
+        "RFC822.TEXT" => one(FetchAtt::Rfc822Text),
+        "FAST" => Ok(vec![
+            FetchAtt::Flags,
+            FetchAtt::InternalDate,
+            FetchAtt::Size,
+        ]),
+        "BODY" | "BODY.PEEK" if p.peek() == Some(b'[') => {
+            let section = section(p)?;
+            let partial = if p.eat(b'<') {
+                let origin = p.number()?;
+                p.expect(b'.')?;
+                let count = p.nz_number()?;
+                p.expect(b'>')?;
+                Some((origin, count))
+            } else {
+                None
+            };
+            one(FetchAtt::Body {
+                section,
+                partial,
+                peek: name == "BODY.PEEK",
+            })
+        }
+        "" => perr(format!("expected a fetch item at offset {s}")),
+        "ENVELOPE" | "BODYSTRUCTURE" | "BODY" | "ALL" | "FULL" => perr(format!(
+            "FETCH {name} is not supported by the simulator (use BODY.PEEK[HEADER] or BODY.PEEK[])"
+        )),
+        other => perr(format!("unknown fetch item {other}")),
+    }
+}
+
+/// A body section `[…]`: the whole message, HEADER, TEXT or HEADER.FIELDS[.NOT].
+fn section(p: &mut Cursor<'_>) -> PResult<Section> {
+    p.expect(b'[')?;
+    if p.eat(b']') {
+        return Ok(Section::Full);
+    }
+    let spec = p.take_while(|c| c.is_ascii_alphanumeric() || c == b'.');
+    let spec = String::from_utf8_lossy(spec).to_ascii_uppercase();
+    let section = match spec.as_str() {
+        "HEADER" => Section::Header,
+        "TEXT" => Section::Text,
+        "HEADER.FIELDS" | "HEADER.FIELDS.NOT" => {
+            p.sp()?;
+            p.expect(b'(')?;
+            let mut names = Vec::new();
+            loop {
+                let n = p.astring_utf8()?;
+                if n.is_empty() || n.contains(':') || n.chars().any(|c| c.is_control()) {
+                    return perr(format!("invalid header field name `{n}`"));
+                }
+                names.push(n);
+                if p.eat(b')') {
+                    break;
+                }
+                p.sp()?;
+            }
+            Section::HeaderFields {
+                names,
+                not: spec.ends_with(".NOT"),
+            }
+        }
+        other => {
+            return perr(format!(
+                "body section [{other}] is not supported by the simulator"
+            ))
+        }
+    };
+    p.expect(b']')?;
+    Ok(section)
+}
+
+/// Deepest SEARCH key nesting accepted, so input cannot exhaust the stack.
+const MAX_SEARCH_DEPTH: u32 = 64;
+
+/// SEARCH's keys: all must match.
+fn search_keys(p: &mut Cursor<'_>) -> PResult<SearchKey> {
+    let mut keys = Vec::new();
+    loop {
+        keys.push(search_key(p, 0)?);
+        if p.at_end() {
+            break;
+        }
+        p.sp()?;
+    }
+    Ok(if keys.len() == 1 {
+        keys.remove(0)
+    } else {
+        SearchKey::And(keys)
+    })
+}
+
+/// One search key at nesting `depth` (parentheses, NOT and OR nest).
+fn search_key(p: &mut Cursor<'_>, depth: u32) -> PResult<SearchKey> {
+    if depth >= MAX_SEARCH_DEPTH {
+        return perr(format!(
+            "search keys nested deeper than {MAX_SEARCH_DEPTH} levels"
+        ));
+    }
+    if p.eat(b'(') {
+        let mut keys = Vec::new();
+        loop {
+            keys.push(search_key(p, depth + 1)?);
+            if p.eat(b')') {
+                break;
+            }
+            p.sp()?;
+        }
+        return Ok(SearchKey::And(keys));
+    }
+    if p.peek().is_some_and(|c| c.is_ascii_digit() || c == b'*') {
+        return Ok(SearchKey::Seq(p.seq_set()?));
+    }
+    let name = p.atom_upper()?;
+    if let Some(k) = flag_key(&name) {
+        return Ok(k);
+    }
+    named_search_key(p, &name, depth)
+}
+
+/// The search keys that take arguments (or none and are no flag test).
+fn named_search_key(p: &mut Cursor<'_>, name: &str, depth: u32) -> PResult<SearchKey> {
+    let text = |p: &mut Cursor<'_>| -> PResult<String> {
+        p.sp()?;
+        let v = p.astring()?;
+        Ok(String::from_utf8_lossy(&v).into_owned())
+    };
+    use SearchKey as K;
+    Ok(match name {
+        "ALL" => K::All,
+        "HEADER" => {
+            let f = text(p)?;
+            let v = text(p)?;
+            K::Header(f, v)
+        }
+        "SUBJECT" | "FROM" | "TO" | "CC" | "BCC" => K::Header(name.to_string(), text(p)?),
+        "BODY" => K::Body(text(p)?),
+        "TEXT" => K::Text(text(p)?),
+        "SINCE" | "BEFORE" | "ON" | "SENTSINCE" | "SENTBEFORE" | "SENTON" => {
+            p.sp()?;
+            date_key(name, p.date()?)
+        }
+        "UID" => {
+            p.sp()?;
+            K::Uid(p.seq_set()?)
+        }
+        "NOT" => {
+            p.sp()?;
+            K::Not(Box::new(search_key(p, depth + 1)?))
+        }
+        "OR" => {
+            p.sp()?;
+            let a = search_key(p, depth + 1)?;
+            p.sp()?;
+            let b = search_key(p, depth + 1)?;
+            K::Or(Box::new(a), Box::new(b))
+        }
+        "KEYWORD" | "UNKEYWORD" => {
+            p.sp()?;
+            p.atom()?;
+            K::Keyword(name == "KEYWORD")
+        }
+        "NEW" => K::New,
+        "OLD" => K::Old,
+        "RECENT" => K::Recent,
+        "LARGER" | "SMALLER" => {
+            p.sp()?;
+            let n = u64::from(p.number()?);
+            if name == "LARGER" {
+                K::Larger(n)
+            } else {
+                K::Smaller(n)
+            }
+        }
+        other => return perr(format!("unknown search key {other}")),
+    })
+}
+
+/// A date key by name (`SINCE`, `SENTON`, …).
+fn date_key(name: &str, d: NaiveDate) -> SearchKey {
+    use SearchKey as K;
+    match name {
+        "SINCE" => K::Since(d),
+        "BEFORE" => K::Before(d),
+        "ON" => K::On(d),
+        "SENTSINCE" => K::SentSince(d),
+        "SENTBEFORE" => K::SentBefore(d),
+        _ => K::SentOn(d),
+    }
+}
+
+/// A flag test by name (`SEEN`, `UNSEEN`, …), if `name` is one.
+fn flag_key(name: &str) -> Option<SearchKey> {
+    let (bit, set) = match name {
+        "SEEN" | "UNSEEN" => (flag::SEEN, name == "SEEN"),
+        "ANSWERED" | "UNANSWERED" => (flag::ANSWERED, name == "ANSWERED"),
+        "FLAGGED" | "UNFLAGGED" => (flag::FLAGGED, name == "FLAGGED"),
+        "DELETED" | "UNDELETED" => (flag::DELETED, name == "DELETED"),
+        "DRAFT" | "UNDRAFT" => (flag::DRAFT, name == "DRAFT"),
+        _ => return None,
+    };
+    Some(SearchKey::Flag(bit, set))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::imap::parse_date;
+    use tokio::io::AsyncReadExt;
 
     fn cmd(s: &str) -> Command {
         let (_, c) = parse_command(s.as_bytes()).expect("tag");
@@ -1465,15 +1104,6 @@ mod tests {
         );
         assert_eq!(cmd("a ID (\"name\" \"curl\" \"version\" NIL)"), Command::Id);
         assert_eq!(cmd("a ID NIL"), Command::Id);
-    }
-
-    #[test]
-    fn literal_markers() {
-        assert_eq!(literal_suffix(b"a LOGIN {5}"), Some(Ok((5, true))));
-        assert_eq!(literal_suffix(b"a LOGIN {5+}"), Some(Ok((5, false))));
-        assert_eq!(literal_suffix(b"a LOGIN {99999999999}"), Some(Err(())));
-        assert_eq!(literal_suffix(b"a LOGIN {x}"), None);
-        assert_eq!(literal_suffix(b"a NOOP"), None);
     }
 
     async fn frames(input: &[u8]) -> (Vec<Frame>, Vec<u8>) {

@@ -1,4 +1,5 @@
-//! Small value types shared by scenario, target and simulator files.
+//! Small value types written in scenario, target and tenant files: durations, rates, sizes and
+//! addresses.
 //!
 //! Each type validates itself while it is deserialized, so that the TOML parser attaches the
 //! offending value's span to the error and the user sees `file:line:col`.
@@ -34,46 +35,6 @@ macro_rules! string_serde {
             }
         }
     };
-}
-
-/// How a burst negotiates TLS with the receiving MX.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TlsMode {
-    /// Never issue STARTTLS.
-    None,
-    /// STARTTLS is required; the attempt fails if the server does not offer it.
-    Starttls,
-    /// STARTTLS when offered, plain text otherwise.
-    StarttlsOpportunistic,
-    /// TLS from the first byte (SMTPS).
-    Implicit,
-}
-
-impl TlsMode {
-    /// Every mode, in display order.
-    pub const ALL: [TlsMode; 4] = [
-        TlsMode::None,
-        TlsMode::Starttls,
-        TlsMode::StarttlsOpportunistic,
-        TlsMode::Implicit,
-    ];
-
-    /// The spelling used in scenario files and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TlsMode::None => "none",
-            TlsMode::Starttls => "starttls",
-            TlsMode::StarttlsOpportunistic => "starttls-opportunistic",
-            TlsMode::Implicit => "implicit",
-        }
-    }
-}
-
-impl fmt::Display for TlsMode {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A duration written the human way (`"30s"`, `"2m"`, `"1h 30m"`, `"250ms"`).
