@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use crate::vocab::OutcomeClass;
 
+mod compose;
 pub mod dsn;
 mod explain;
 pub mod knowledge;
@@ -67,7 +68,8 @@ impl FromStr for EnhancedCode {
     }
 }
 
-/// A parsed SMTP reply: code, optional enhanced code, and every text line.
+/// An SMTP reply: code, optional enhanced code, and every text line. The send engine parses it
+/// ([`parse_reply_lines`]); the simulator builds and writes it (`Reply::new`, `write_to`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The three-digit reply code.
@@ -84,7 +86,8 @@ impl Reply {
         self.lines.join(" ")
     }
 
-    /// Whether the code is 2xx.
+    /// Whether the code is 2xx, a positive completion (RFC 5321 §4.2.1). A 3xx intermediate
+    /// reply (354) is not: the one meaning of "positive" for parsed and written replies alike.
     pub fn is_positive(&self) -> bool {
         (200..300).contains(&self.code)
     }

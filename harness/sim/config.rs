@@ -611,6 +611,13 @@ impl TenantConfig {
 
     /// Checks cross-field rules: mailboxes in accepted domains, unique names, sane limits.
     pub fn validate(&self) -> Result<(), SimError> {
+        self.validate_mailboxes()?;
+        self.validate_settings()?;
+        self.validate_connectors()
+    }
+
+    /// Accepted domains, and mailboxes in them: well-formed, unique, one password source.
+    fn validate_mailboxes(&self) -> Result<(), SimError> {
         let err = |field: &str, msg: String| Err(SimError::Config(format!("{field}: {msg}")));
         if self.accepted_domains.is_empty() {
             return err(
@@ -668,6 +675,12 @@ impl TenantConfig {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Front end, TLS, throttle, junk, IMAP and delivery limits.
+    fn validate_settings(&self) -> Result<(), SimError> {
+        let err = |field: &str, msg: String| Err(SimError::Config(format!("{field}: {msg}")));
         if self.front_end.max_recipients == 0 {
             return err("front_end.max_recipients", "must be at least 1".into());
         }
@@ -714,6 +727,12 @@ impl TenantConfig {
         if self.delivery.queue_capacity == 0 {
             return err("delivery.queue_capacity", "must be at least 1".into());
         }
+        Ok(())
+    }
+
+    /// Initial connectors: each valid, names unique.
+    fn validate_connectors(&self) -> Result<(), SimError> {
+        let err = |field: &str, msg: String| Err(SimError::Config(format!("{field}: {msg}")));
         let mut names = std::collections::HashSet::new();
         for c in &self.connectors.initial {
             if let Err((field, msg)) = c.validate() {

@@ -160,30 +160,7 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         None
     };
 
-    let listen = &config.listen;
-    let smtp = bind_socket(SocketAddr::from((listen.address, listen.smtp_port)), "SMTP")?;
-    let smtps = match &tls {
-        Some(_) => Some(bind_socket(
-            SocketAddr::from((listen.address, listen.smtps_port)),
-            "SMTPS",
-        )?),
-        None => None,
-    };
-    let admin = bind(
-        SocketAddr::from((listen.address, listen.admin_port)),
-        "admin API",
-    )
-    .await?;
-    let read_err = |what: &str| {
-        let what = what.to_string();
-        move |e| SimError::io(format!("reading the {what} listener address"), e)
-    };
-    let smtp_addr = smtp.local_addr().map_err(read_err("SMTP"))?;
-    let smtps_addr = smtps
-        .as_ref()
-        .map(|l| l.local_addr().map_err(read_err("SMTPS")))
-        .transpose()?;
-    let admin_addr = admin.local_addr().map_err(read_err("admin API"))?;
+    let sockets = Sockets::bind(&config, tls.is_some()).await?;
     // IMAP over the same Maildirs, sharing the front end's certificate.
     let imap_prepared = if config.imap.enabled {
         Some(imap::prepare(
@@ -200,35 +177,21 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
     let stats = Arc::new(Stats::default());
     let draining = Arc::new(AtomicBool::new(false));
     let clock = Clock::new();
-    let now_unix = Utc::now().timestamp();
-    let shared = Arc::new(Shared {
-        trailer_host: config.front_end.trailer_host(),
-        auth_source: format!(
-            "{}.eop-{}.prod.protection.outlook.com",
-            config.front_end.host, config.front_end.region
-        ),
-        max_size: usize::try_from(config.front_end.max_message_size.0).unwrap_or(usize::MAX),
-        tls: tls.as_ref().map(|t| t.acceptor.clone()),
-        trace: trace.clone(),
-        queue: queue_tx,
-        stats: stats.clone(),
-        session_base: now_unix as u32,
-        session_seq: AtomicU64::new(0),
-        internal_base: (now_unix as u64 % 100_000) * 1_000_000_000,
-        internal_seq: AtomicU64::new(1),
-        nmid_seed: uuid::Uuid::new_v4().as_u128(),
-        junk: store::JunkRules::new(&config.junk),
-        policy: Policy::new(config, clock, Instant::now()),
+    let shared = Arc::new(Shared::new(
+        config,
         fqdn,
-    });
+        tls.as_ref().map(|t| t.acceptor.clone()),
+        (trace.clone(), queue_tx, stats.clone()),
+        clock,
+    ));
     let worker = delivery::spawn_worker(queue_rx, store, trace, clock, stats, draining.clone())
         .map_err(|e| SimError::io("starting the delivery thread", e))?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let front_end = spawn_front_end(
         front_end_threads,
-        smtp,
-        smtps,
+        sockets.smtp,
+        sockets.smtps,
         shared.clone(),
         shutdown_rx.clone(),
     )
@@ -237,25 +200,13 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         Some(p) => Some(p.spawn(shutdown_rx.clone()).await?),
         None => None,
     };
-    let mut tasks = JoinSet::new();
-    let router = admin::router(shared.clone());
-    let mut admin_shutdown = shutdown_rx.clone();
-    tasks.spawn(async move {
-        let r = axum::serve(admin, router)
-            .with_graceful_shutdown(async move {
-                let _ = admin_shutdown.wait_for(|v| *v).await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!("admin API stopped: {e}");
-        }
-    });
+    let tasks = spawn_admin(sockets.admin, shared.clone(), shutdown_rx.clone());
 
     Ok(SimHandle {
         shared,
-        smtp_addr,
-        smtps_addr,
-        admin_addr,
+        smtp_addr: sockets.smtp_addr,
+        smtps_addr: sockets.smtps_addr,
+        admin_addr: sockets.admin_addr,
         maildir_root,
         trace_path,
         ca_cert_pem: tls.map(|t| t.ca_pem),
@@ -268,6 +219,106 @@ pub async fn start(config: TenantConfig, state_dir: &Path) -> Result<SimHandle, 
         imaps_addr: imap.as_ref().and_then(|s| s.imaps_addr),
         imap,
     })
+}
+
+/// The front end's and the admin API's sockets, bound, with their addresses.
+struct Sockets {
+    smtp: TcpSocket,
+    smtps: Option<TcpSocket>,
+    admin: TcpListener,
+    smtp_addr: SocketAddr,
+    smtps_addr: Option<SocketAddr>,
+    admin_addr: SocketAddr,
+}
+
+impl Sockets {
+    /// Binds SMTP, SMTPS (with TLS) and the admin API on the configured loopback address.
+    async fn bind(config: &TenantConfig, tls: bool) -> Result<Sockets, SimError> {
+        let listen = &config.listen;
+        let smtp = bind_socket(SocketAddr::from((listen.address, listen.smtp_port)), "SMTP")?;
+        let smtps = if tls {
+            Some(bind_socket(
+                SocketAddr::from((listen.address, listen.smtps_port)),
+                "SMTPS",
+            )?)
+        } else {
+            None
+        };
+        let admin = bind(
+            SocketAddr::from((listen.address, listen.admin_port)),
+            "admin API",
+        )
+        .await?;
+        let read_err = |what: &str| {
+            let what = what.to_string();
+            move |e| SimError::io(format!("reading the {what} listener address"), e)
+        };
+        Ok(Sockets {
+            smtp_addr: smtp.local_addr().map_err(read_err("SMTP"))?,
+            smtps_addr: smtps
+                .as_ref()
+                .map(|l| l.local_addr().map_err(read_err("SMTPS")))
+                .transpose()?,
+            admin_addr: admin.local_addr().map_err(read_err("admin API"))?,
+            smtp,
+            smtps,
+            admin,
+        })
+    }
+}
+
+impl Shared {
+    /// The front end's state: names and ids derived from the configuration and the start time.
+    fn new(
+        config: TenantConfig,
+        fqdn: String,
+        tls: Option<TlsAcceptor>,
+        (trace, queue, stats): (Arc<TraceLog>, mpsc::Sender<QueueMsg>, Arc<Stats>),
+        clock: Clock,
+    ) -> Shared {
+        let now_unix = Utc::now().timestamp();
+        Shared {
+            trailer_host: config.front_end.trailer_host(),
+            auth_source: format!(
+                "{}.eop-{}.prod.protection.outlook.com",
+                config.front_end.host, config.front_end.region
+            ),
+            max_size: usize::try_from(config.front_end.max_message_size.0).unwrap_or(usize::MAX),
+            tls,
+            trace,
+            queue,
+            stats,
+            session_base: now_unix as u32,
+            session_seq: AtomicU64::new(0),
+            internal_base: (now_unix as u64 % 100_000) * 1_000_000_000,
+            internal_seq: AtomicU64::new(1),
+            nmid_seed: uuid::Uuid::new_v4().as_u128(),
+            junk: store::JunkRules::new(&config.junk),
+            policy: Policy::new(config, clock, Instant::now()),
+            fqdn,
+        }
+    }
+}
+
+/// Serves the admin API until shutdown.
+fn spawn_admin(
+    admin: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    let router = admin::router(shared);
+    tasks.spawn(async move {
+        let r = axum::serve(admin, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|v| *v).await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("admin API stopped: {e}");
+        }
+    });
+    tasks
 }
 
 /// Binds (without listening yet) a loopback SMTP socket.
@@ -593,7 +644,11 @@ impl SimHandle {
                 .map_err(|e| SimError::Internal(format!("joining the delivery thread: {e}")))?
                 .map_err(|_| SimError::Internal("the delivery thread panicked".into()))?;
         }
-        self.shared.trace.flush()
+        // The last flush (and fsync, when on) off the caller's async thread, like every other.
+        let trace = self.shared.trace.clone();
+        tokio::task::spawn_blocking(move || trace.flush())
+            .await
+            .map_err(|e| SimError::Internal(format!("flushing the trace: {e}")))?
     }
 }
 

@@ -27,16 +27,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ConnectorPatch, ConnectorSpec, TenantConfig, ThrottleConfig};
-use super::reply::{rfc3339_ms, Reply};
-
-/// The 452 4.5.3 AS token (reference).
-pub const TOO_MANY_RECIPIENTS_AS: &str = "AS780090";
-/// The banned-IP AS token (reference).
-pub const BANNED_IP_AS: &str = "AS16012609";
-/// The DBEB token on 550 5.4.1 (reference).
-pub const DBEB_TOKEN: &str = "AS(201806281)";
-/// The 5.7.51 text (reference, verbatim).
-pub const TENANT_INBOUND_ATTRIBUTION_TEXT: &str = "TenantInboundAttribution; There is a partner connector configured that matched the message's recipient domain. The connector had either the RestrictDomainsToIPAddresses or RestrictDomainsToCertificate set";
+use super::reply::{self as replies, rfc3339_ms};
+use crate::reply::Reply;
 
 /// What happened to a transaction or a recipient, as recorded in the message trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +337,17 @@ pub struct Policy {
     connectors: Mutex<BTreeMap<String, Entry>>,
 }
 
+/// A refusal of one recipient.
+fn refused(decision: Decision, rule: Rule, reply: Reply, connector: Option<String>) -> RcptVerdict {
+    RcptVerdict {
+        decision,
+        rule,
+        connector,
+        reply,
+        took_token: false,
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -395,79 +398,30 @@ impl Policy {
         &self.clock
     }
 
-    /// Decides one RCPT TO.
+    /// Decides one RCPT TO, in the order of the module comment.
     pub fn evaluate_rcpt(&self, input: &RcptInput<'_>, now: Instant) -> RcptVerdict {
         let ip_text = input.ip.to_string();
         let v4 = as_v4(input.ip);
-        let reject = |decision, rule, reply, connector: Option<String>| RcptVerdict {
-            decision,
-            rule,
-            connector,
-            reply,
-            took_token: false,
-        };
-
-        if input.accepted_so_far >= self.cfg.front_end.max_recipients {
-            return reject(
-                Decision::Deferred,
-                Rule::TooManyRecipients,
-                Reply::new(
-                    452,
-                    "4.5.3",
-                    format!("Too many recipients ({TOO_MANY_RECIPIENTS_AS})"),
-                ),
-                None,
-            );
-        }
-        if v4.is_some_and(|ip| self.banned.contains(&ip)) {
-            return reject(
-                Decision::Rejected,
-                Rule::BannedIp,
-                Reply::new(550, "5.7.606", format!(
-                    "Access denied, banned sending IP [{ip_text}]. To request removal from this list please visit https://sender.office.com/ and follow the directions. ({BANNED_IP_AS})"
-                )),
-                None,
-            );
-        }
-        if v4.is_some_and(|ip| self.reputation.contains(&ip)) {
-            return reject(
-                Decision::RateLimited,
-                Rule::IpReputation,
-                Reply::new(451, "4.7.650", format!(
-                    "The mail server [{ip_text}] has been temporarily rate limited due to IP reputation. For e-mail delivery information, see https://postmaster.live.com ({}) [Name=Protocol Filter Agent][AGT=PFA]",
-                    self.cfg.reputation.s_code
-                )),
-                None,
-            );
-        }
-
         let rcpt = input.rcpt.to_ascii_lowercase();
-        let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if !self.domains.contains(domain) {
-            return reject(
-                Decision::Rejected,
-                Rule::TenantAttribution,
-                Reply::new(550, "5.7.64", "TenantAttribution; Relay Access Denied"),
-                None,
-            );
+        if let Some((decision, rule, reply)) = self.refuse_early(input, v4, &ip_text, &rcpt) {
+            return refused(decision, rule, reply, None);
         }
 
         let (restricting, matched) = self.connectors_for(v4, input.sender_domain, now);
         if let Some(name) = restricting {
-            return reject(
+            return refused(
                 Decision::Rejected,
                 Rule::ConnectorRestriction,
-                Reply::new(550, "5.7.51", TENANT_INBOUND_ATTRIBUTION_TEXT),
+                replies::TENANT_INBOUND_ATTRIBUTION.reply(),
                 Some(name),
             );
         }
         if let Some((name, true)) = &matched {
             if !input.tls {
-                let t = &self.cfg.connectors.tls_required_reply;
-                return reject(
+                return refused(
                     Decision::TlsRequired,
                     Rule::ConnectorRequiresTls,
-                    Reply::new(t.code, &t.enhanced, t.text.clone()),
+                    replies::tls_required(&self.cfg.connectors.tls_required_reply),
                     Some(name.clone()),
                 );
             }
@@ -475,23 +429,70 @@ impl Policy {
         let connector = matched.map(|(name, _)| name);
 
         if !self.mailboxes.contains(&rcpt) {
-            return reject(
+            return refused(
                 Decision::Rejected,
                 Rule::RecipientNotFound,
-                Reply::new(
-                    550,
-                    "5.4.1",
-                    format!("Recipient address rejected: Access denied. {DBEB_TOKEN}"),
-                ),
+                replies::RECIPIENT_NOT_FOUND.reply(),
                 connector,
             );
         }
+        self.accept_or_throttle(input, connector, &ip_text, now)
+    }
 
+    /// Steps 1–4: what refuses a recipient before connectors are looked at.
+    fn refuse_early(
+        &self,
+        input: &RcptInput<'_>,
+        v4: Option<Ipv4Addr>,
+        ip_text: &str,
+        rcpt: &str,
+    ) -> Option<(Decision, Rule, Reply)> {
+        if input.accepted_so_far >= self.cfg.front_end.max_recipients {
+            return Some((
+                Decision::Deferred,
+                Rule::TooManyRecipients,
+                replies::TOO_MANY_RECIPIENTS.reply(),
+            ));
+        }
+        if v4.is_some_and(|ip| self.banned.contains(&ip)) {
+            return Some((
+                Decision::Rejected,
+                Rule::BannedIp,
+                replies::banned_ip(ip_text),
+            ));
+        }
+        if v4.is_some_and(|ip| self.reputation.contains(&ip)) {
+            return Some((
+                Decision::RateLimited,
+                Rule::IpReputation,
+                replies::reputation_limited(ip_text, &self.cfg.reputation.s_code),
+            ));
+        }
+        let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if !self.domains.contains(domain) {
+            return Some((
+                Decision::Rejected,
+                Rule::TenantAttribution,
+                replies::TENANT_ATTRIBUTION.reply(),
+            ));
+        }
+        None
+    }
+
+    /// Step 8: an existing mailbox is accepted through a matching connector, with throttling
+    /// off, on the transaction's token, or on a new token from the source IP's bucket.
+    fn accept_or_throttle(
+        &self,
+        input: &RcptInput<'_>,
+        connector: Option<String>,
+        ip_text: &str,
+        now: Instant,
+    ) -> RcptVerdict {
         let ok = |rule, took_token, connector| RcptVerdict {
             decision: Decision::Accepted,
             rule,
             connector,
-            reply: Reply::new(250, "2.1.5", "Recipient OK"),
+            reply: replies::RECIPIENT_OK.reply(),
             took_token,
         };
         if connector.is_some() {
@@ -510,17 +511,10 @@ impl Policy {
         if bucket.take(&self.cfg.throttle, now) {
             return ok(Rule::ThrottleTokenTaken, true, None);
         }
-        reject(
+        refused(
             Decision::Throttled,
             Rule::IpThrottle,
-            Reply::new(
-                451,
-                "4.7.500",
-                format!(
-                    "Server busy. Please try again later from [{ip_text}]. ({})",
-                    self.cfg.throttle.as_code
-                ),
-            ),
+            replies::throttled(ip_text, &self.cfg.throttle.as_code),
             None,
         )
     }
@@ -999,8 +993,11 @@ mod tests {
         let v = p.evaluate_rcpt(&input("127.0.0.4", true, "qa1@contoso.example"), at);
         assert_eq!(v.decision, Decision::Rejected);
         assert_eq!(v.reply.code, 550);
-        assert_eq!(v.reply.enhanced, "5.7.51");
-        assert!(v.reply.text.starts_with("TenantInboundAttribution;"));
+        assert_eq!(
+            v.reply.enhanced.map(|e| e.to_string()).as_deref(),
+            Some("5.7.51")
+        );
+        assert!(v.reply.text().starts_with("TenantInboundAttribution;"));
         assert_eq!(
             p.evaluate_rcpt(&input("127.0.0.2", true, "qa1@contoso.example"), at)
                 .decision,
@@ -1080,10 +1077,18 @@ mod tests {
         let t0 = Instant::now();
         let p = Policy::new(cfg, Clock::new(), t0);
         let v = p.evaluate_rcpt(&input("127.0.0.9", true, "x@fabrikam.example"), t0);
-        assert_eq!((v.reply.code, v.reply.enhanced.as_str()), (550, "5.7.606"));
-        assert!(v.reply.text.contains("[127.0.0.9]") && v.reply.text.ends_with("(AS16012609)"));
+        assert!(
+            v.reply.to_string().starts_with("550 5.7.606 "),
+            "{}",
+            v.reply
+        );
+        assert!(v.reply.text().contains("[127.0.0.9]") && v.reply.text().ends_with("(AS16012609)"));
         let v = p.evaluate_rcpt(&input("127.0.0.8", true, "qa1@contoso.example"), t0);
-        assert_eq!((v.reply.code, v.reply.enhanced.as_str()), (451, "4.7.650"));
+        assert!(
+            v.reply.to_string().starts_with("451 4.7.650 "),
+            "{}",
+            v.reply
+        );
         let v = p.evaluate_rcpt(&input("127.0.0.2", true, "x@fabrikam.example"), t0);
         assert_eq!(
             v.reply.to_string(),

@@ -231,17 +231,26 @@ impl FolderIndex {
 
     /// Rescans `new/` and `cur/` if they changed; returns whether anything changed.
     pub fn refresh(&mut self) -> Result<bool, SimError> {
-        if let Some((n, c, at)) = self.scanned {
-            let now_n = fs::metadata(self.dir.join("new")).and_then(|m| m.modified());
-            let now_c = fs::metadata(self.dir.join("cur")).and_then(|m| m.modified());
-            if let (Ok(now_n), Ok(now_c)) = (now_n, now_c) {
-                let settled = |t: SystemTime| t + MTIME_SETTLE < at;
-                if now_n == n && now_c == c && settled(n) && settled(c) {
-                    return Ok(false);
-                }
-            }
+        if !self.stale() {
+            return Ok(false);
         }
         self.scan(None)
+    }
+
+    /// Whether `new/` or `cur/` may have changed since the last scan (two `stat` calls).
+    pub fn stale(&self) -> bool {
+        let Some((n, c, at)) = self.scanned else {
+            return true;
+        };
+        let now_n = fs::metadata(self.dir.join("new")).and_then(|m| m.modified());
+        let now_c = fs::metadata(self.dir.join("cur")).and_then(|m| m.modified());
+        match (now_n, now_c) {
+            (Ok(now_n), Ok(now_c)) => {
+                let settled = |t: SystemTime| t + MTIME_SETTLE < at;
+                !(now_n == n && now_c == c && settled(n) && settled(c))
+            }
+            _ => true,
+        }
     }
 
     /// Reads both directories and reconciles the entries; `known` seeds UIDs from the map file.
@@ -254,7 +263,22 @@ impl FolderIndex {
                 .map_err(|e| SimError::io(format!("reading {}", p.display()), e))
         };
         let (mn, mc) = (stat("new")?, stat("cur")?);
-        let mut found: Vec<(String, bool, String)> = Vec::new();
+        let found = self.list()?;
+        let (mut changed, fresh) = self.reconcile(found);
+        if !fresh.is_empty() {
+            self.add_fresh(fresh, known.unwrap_or_default());
+            changed = true;
+        }
+        self.scanned = Some((mn, mc, at));
+        if changed || !self.dir.join(UIDLIST_FILE).exists() {
+            self.save()?;
+        }
+        Ok(changed)
+    }
+
+    /// `(base, in cur/, file name)` of every message file in `new/` and `cur/`.
+    fn list(&self) -> Result<Vec<(String, bool, String)>, SimError> {
+        let mut found = Vec::new();
         for (sub, in_cur) in [("new", false), ("cur", true)] {
             let p = self.dir.join(sub);
             let rd = fs::read_dir(&p)
@@ -271,8 +295,16 @@ impl FolderIndex {
                 found.push((base, in_cur, name));
             }
         }
-        let mut changed = false;
-        let mut by_base: HashMap<String, usize> = self
+        Ok(found)
+    }
+
+    /// Updates known entries from a listing (renames, flags), drops vanished ones; returns
+    /// whether any vanished and the files not yet indexed.
+    fn reconcile(
+        &mut self,
+        found: Vec<(String, bool, String)>,
+    ) -> (bool, Vec<(String, bool, String)>) {
+        let by_base: HashMap<String, usize> = self
             .entries
             .iter()
             .enumerate()
@@ -301,72 +333,66 @@ impl FolderIndex {
                 None => fresh.push((base, in_cur, name)),
             }
         }
-        if seen.iter().any(|s| !s) {
+        let vanished = seen.iter().any(|s| !s);
+        if vanished {
             let mut i = 0;
             self.entries.retain(|_| {
                 let keep = seen[i];
                 i += 1;
                 keep
             });
-            changed = true;
         }
-        if !fresh.is_empty() {
-            let mut fresh: Vec<(i64, Entry)> = fresh
-                .into_iter()
-                .filter_map(|(base, in_cur, name)| {
-                    let path = self
-                        .dir
-                        .join(if in_cur { "cur" } else { "new" })
-                        .join(&name);
-                    // Gone already (expunged by another reader): skip it.
-                    let meta = fs::metadata(&path).ok()?;
-                    let (_, flags, other) = split_name(&name);
-                    Some((
-                        mtime_secs(&meta),
-                        Entry {
-                            uid: 0,
-                            size: size_from_name(&base),
-                            base,
-                            in_cur,
-                            name,
-                            flags,
-                            other_info: other,
-                            internal: mtime_secs(&meta),
-                            header: None,
-                            recent: true,
-                        },
-                    ))
-                })
-                .collect();
-            // Delivery order: mtime, then name (the store's names start with the time).
-            fresh.sort_by(|a, b| (a.0, &a.1.base).cmp(&(b.0, &b.1.base)));
-            let known = known.unwrap_or_default();
-            let mut assigned = Vec::new();
-            for (_, mut e) in fresh {
-                match known.get(&e.base) {
-                    Some(&uid) if uid < self.uidnext => {
-                        e.uid = uid;
-                        // Known from before a restart: not new to this server.
-                        e.recent = false;
-                    }
-                    _ => {
-                        e.uid = self.uidnext;
-                        self.uidnext = self.uidnext.saturating_add(1);
-                    }
+        (vanished, fresh)
+    }
+
+    /// Indexes new files in delivery order: UIDs from `known` (the map file, after a restart)
+    /// or the next free ones.
+    fn add_fresh(&mut self, fresh: Vec<(String, bool, String)>, known: HashMap<String, u32>) {
+        let mut fresh: Vec<(i64, Entry)> = fresh
+            .into_iter()
+            .filter_map(|(base, in_cur, name)| {
+                let path = self
+                    .dir
+                    .join(if in_cur { "cur" } else { "new" })
+                    .join(&name);
+                // Gone already (expunged by another reader): skip it.
+                let meta = fs::metadata(&path).ok()?;
+                let (_, flags, other) = split_name(&name);
+                Some((
+                    mtime_secs(&meta),
+                    Entry {
+                        uid: 0,
+                        size: size_from_name(&base),
+                        base,
+                        in_cur,
+                        name,
+                        flags,
+                        other_info: other,
+                        internal: mtime_secs(&meta),
+                        header: None,
+                        recent: true,
+                    },
+                ))
+            })
+            .collect();
+        // Delivery order: mtime, then name (the store's names start with the time).
+        fresh.sort_by(|a, b| (a.0, &a.1.base).cmp(&(b.0, &b.1.base)));
+        for (_, mut e) in fresh {
+            match known.get(&e.base) {
+                Some(&uid) if uid < self.uidnext => {
+                    e.uid = uid;
+                    // Known from before a restart: not new to this server.
+                    e.recent = false;
                 }
-                assigned.push(e);
+                _ => {
+                    e.uid = self.uidnext;
+                    self.uidnext = self.uidnext.saturating_add(1);
+                }
             }
-            self.entries.extend(assigned);
-            self.entries.sort_by_key(|e| e.uid);
-            self.entries.dedup_by_key(|e| e.uid);
-            changed = true;
+            self.entries.push(e);
         }
-        by_base.clear();
-        self.scanned = Some((mn, mc, at));
-        if changed || !self.dir.join(UIDLIST_FILE).exists() {
-            self.save()?;
-        }
-        Ok(changed)
+        self.entries.sort_by_key(|e| e.uid);
+        self.entries.dedup_by_key(|e| e.uid);
     }
 
     /// Writes the UID map atomically (temporary file, then rename).
@@ -510,7 +536,14 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// The index of the folder at `dir`, opened on first use.
+    /// The index of the folder at `dir` if it is open already, without waiting: `None` also
+    /// when another session holds the registry (opening a folder, which may take a while).
+    pub fn cached(&self, dir: &Path) -> Option<Arc<Mutex<FolderIndex>>> {
+        self.folders.try_lock().ok()?.get(dir).cloned()
+    }
+
+    /// The index of the folder at `dir`, opened on first use. Blocking: a first open scans
+    /// the whole folder, under the registry's lock so that one UID map is written per folder.
     pub fn open(&self, dir: &Path) -> Result<Arc<Mutex<FolderIndex>>, SimError> {
         let mut map = lock(&self.folders);
         if let Some(f) = map.get(dir) {

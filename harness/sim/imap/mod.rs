@@ -13,6 +13,7 @@
 
 pub mod folder;
 pub mod parse;
+pub mod responses;
 mod session;
 
 use std::collections::HashMap;
