@@ -929,6 +929,21 @@ fn fetch_items<'a>(c: &mut Cursor<'a>) -> Result<FetchItems<'a>, ParseError> {
     }
 }
 
+/// Reads one server response (without its CRLF) with every parser the observer uses, discarding
+/// the results: the IMAP response fuzz target's entry point (fuzz/fuzz_targets/imap_response.rs).
+#[doc(hidden)]
+pub fn parse_any_response(resp: &[u8]) {
+    let _ = completion(resp, "a1");
+    let _ = capability_code(resp);
+    let _ = decode_challenge(resp);
+    if let Some(u) = untagged(resp) {
+        if u.is("LIST") {
+            let _ = parse_list(u.rest);
+        }
+    }
+    let _ = parse_fetch(resp);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
