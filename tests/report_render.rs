@@ -257,7 +257,7 @@ fn the_designed_story_passes_and_re_rendering_is_byte_identical() {
     );
 
     let s: serde_json::Value = serde_json::from_slice(&first).unwrap();
-    assert_eq!(s["schema"], 1);
+    assert_eq!(s["schema"], 2);
     assert_eq!(s["verdict"], "pass");
     assert_eq!(s["trace_check"]["agreed"], true);
     // before: 24 messages per IP over two bursts, 5 accepted then AS761.
