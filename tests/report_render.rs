@@ -5,7 +5,7 @@
 //! shaped like the simulator's replies, so the analysis is checked on known numbers.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
@@ -169,11 +169,13 @@ fn write_run(dir: &Path, spoil: impl Fn(&mut AttemptRecord)) {
                         observed_at: a.finished_at,
                     });
                 }
-                trace.push(serde_json::json!({
+                // A message never sent never reached the simulator's trace.
+                let never_sent = a.outcome == OutcomeClass::Interrupted && a.transcript.is_empty();
+                trace.extend((!never_sent).then(|| serde_json::json!({
                     "source_ip": a.source_ip.to_string(),
                     "decision": match a.outcome { OutcomeClass::Accepted => "accepted", OutcomeClass::Throttled => "throttled", OutcomeClass::TlsRequired => "tls_required", _ => "rejected" },
                     "message_id": (a.outcome == OutcomeClass::Accepted).then_some(mid),
-                }));
+                })));
                 attempts.push(a);
             }
         }
@@ -257,7 +259,7 @@ fn the_designed_story_passes_and_re_rendering_is_byte_identical() {
     );
 
     let s: serde_json::Value = serde_json::from_slice(&first).unwrap();
-    assert_eq!(s["schema"], 1);
+    assert_eq!(s["schema"], 2);
     assert_eq!(s["verdict"], "pass");
     assert_eq!(s["trace_check"]["agreed"], true);
     // before: 24 messages per IP over two bursts, 5 accepted then AS761.
@@ -318,18 +320,7 @@ fn the_designed_story_passes_and_re_rendering_is_byte_identical() {
 fn a_failed_expectation_exits_1_and_junit_quotes_the_numbers() {
     let dir = tempfile::tempdir().unwrap();
     // One message after the connector is throttled: `throttle_rate <= 0.0` must fail for that cell.
-    write_run(dir.path(), |a| {
-        if a.seq == "after/secondary/starttls/3" {
-            a.outcome = OutcomeClass::Throttled;
-            a.reply = Some(reply(
-                Stage::Rcpt,
-                451,
-                "4.7.500",
-                "Server busy. Please try again later from [127.0.0.3]. (AS761)",
-            ));
-            a.token = Some("AS761".into());
-        }
-    });
+    write_run(dir.path(), throttle_one_after_the_change);
     let (code, out) = report(dir.path());
     assert_eq!(code, Some(1), "{out}");
     assert!(
@@ -357,13 +348,7 @@ fn damaged_or_interrupted_runs_fail_in_junit_and_say_why() {
     // Interrupted: every expectation may hold, but CI must not see green.
     let dir = tempfile::tempdir().unwrap();
     write_run(dir.path(), |_| {});
-    let run = dir.path().join("run.json");
-    let text = std::fs::read_to_string(&run).unwrap();
-    std::fs::write(
-        &run,
-        text.replace("\"interrupted\": false", "\"interrupted\": true"),
-    )
-    .unwrap();
+    mark_interrupted(dir.path());
     report(dir.path());
     let j = junit(dir.path());
     assert!(
@@ -463,38 +448,125 @@ fn a_missing_run_directory_is_a_usage_error() {
     assert!(out.contains("plan.json"), "{out}");
 }
 
-/// Headless Chromium (Debian's `chromium`) renders the HTML report: the DOM after rendering has the
-/// matrix and the three charts, and a screenshot is produced. Needs `chromium` (tests/run.sh installs it).
-#[test]
-fn the_html_report_renders_in_headless_chromium() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+/// Debian's `chromium`; tests/run.sh installs it.
+fn chromium() -> &'static str {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .expect("chromium is not installed: tests/run.sh installs Debian's chromium package");
+        .expect("chromium is not installed: tests/run.sh installs Debian's chromium package")
+}
+
+/// A headless Chromium command for `html`, 1,280 px wide, with its own profile in `profile`.
+fn chromium_at(html: &Path, profile: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(chromium());
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--window-size=1280,2000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(format!("file://{}", html.display()));
+    c
+}
+
+/// Measures the rendered page in Chromium: a copy of the report with a script that, once laid
+/// out, lists every element box outside the 1,280 px viewport, every table cell or paragraph
+/// whose text overflows it, and every SVG text outside its SVG, and says where the failure
+/// summary and the first chart are. The report itself has no script.
+const LAYOUT_PROBE: &str = r#"<script>
+window.addEventListener('load', () => {
+  const W = window.innerWidth, bad = [];
+  if (document.documentElement.scrollWidth > W) bad.push('page is ' + document.documentElement.scrollWidth + ' px wide');
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest('svg') && el.tagName !== 'svg') continue;
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.left < -0.5 || r.right > W + 0.5) bad.push('box outside the viewport: ' + el.tagName + '#' + el.id + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+    if (['TD', 'TH', 'P', 'LI', 'H1', 'H2'].includes(el.tagName) && el.scrollWidth > el.clientWidth + 1) bad.push('text overflows its ' + el.tagName + ': ' + el.textContent.slice(0, 60));
+  }
+  for (const svg of document.querySelectorAll('svg')) {
+    const b = svg.getBoundingClientRect();
+    for (const t of svg.querySelectorAll('text')) {
+      const r = t.getBoundingClientRect();
+      if (r.left < b.left - 0.5 || r.right > b.right + 0.5 || r.top < b.top - 0.5 || r.bottom > b.bottom + 0.5) bad.push('text outside its svg: ' + t.textContent);
+    }
+  }
+  const top = (el) => el ? el.getBoundingClientRect().top + window.scrollY : -1;
+  const out = document.createElement('pre');
+  out.id = 'layout-result';
+  out.textContent = JSON.stringify({problems: bad, failures: top(document.getElementById('failures')), chart: top(document.querySelector('svg.chart')), width: W, svg_texts: document.querySelectorAll('svg text').length});
+  document.body.appendChild(out);
+});
+</script>"#;
+
+/// Runs [`LAYOUT_PROBE`] on the report in `dir` and returns its findings.
+fn layout(dir: &Path) -> serde_json::Value {
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let probed = dir.join("layout.html");
+    std::fs::write(
+        &probed,
+        html.replace("</body>", &format!("{LAYOUT_PROBE}</body>")),
+    )
+    .unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let out = chromium_at(
+        &probed,
+        profile.path(),
+        &["--dump-dom", "--virtual-time-budget=5000"],
+    )
+    .output()
+    .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom
+        .find("<pre id=\"layout-result\">")
+        .expect("the layout probe ran")
+        + 24;
+    let end = start + dom[start..].find("</pre>").unwrap();
+    let text = dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Nothing sticks out of the 1,280 px viewport or out of its SVG, and the failure summary comes
+/// before the first chart.
+fn assert_layout(dir: &Path) {
+    let l = layout(dir);
+    assert_eq!(l["width"], 1280, "{l}");
+    assert_eq!(l["problems"], serde_json::json!([]), "{l:#}");
+    let (failures, chart) = (
+        l["failures"].as_f64().unwrap(),
+        l["chart"].as_f64().unwrap(),
+    );
+    assert!(
+        failures >= 0.0 && chart > failures,
+        "failure summary at {failures} px, first chart at {chart} px"
+    );
+    assert!(l["svg_texts"].as_u64().unwrap() > 20, "{l}");
+}
+
+/// Headless Chromium (Debian's `chromium`) renders the HTML report: the DOM after rendering has the
+/// matrix and the charts, a screenshot is produced, and the layout holds at 1,280 px.
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     write_run(dir.path(), |_| {});
     let (code, out) = report(dir.path());
     assert_eq!(code, Some(0), "{out}");
     let html = dir.path().join("report.html");
     let profile = tempfile::tempdir().unwrap();
-    let base = |extra: &[&str]| {
-        let mut c = Command::new(chromium);
-        c.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(format!("file://{}", html.display()));
-        c
-    };
-    let dom = base(&["--dump-dom"]).output().expect("chromium runs");
+    let dom = chromium_at(&html, profile.path(), &["--dump-dom"])
+        .output()
+        .expect("chromium runs");
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(
         dom.contains("id=\"matrix-table\""),
@@ -508,11 +580,11 @@ fn the_html_report_renders_in_headless_chromium() {
         "one timeline dot per message"
     );
     let shot = dir.path().join("shot.png");
-    let st = base(&[
-        &format!("--screenshot={}", shot.display()),
-        "--window-size=1280,2000",
-        "--hide-scrollbars",
-    ])
+    let st = chromium_at(
+        &html,
+        profile.path(),
+        &[&format!("--screenshot={}", shot.display())],
+    )
     .status()
     .expect("chromium runs");
     assert!(st.success());
@@ -520,5 +592,122 @@ fn the_html_report_renders_in_headless_chromium() {
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a real PNG"
+    );
+    assert_layout(dir.path());
+}
+
+/// The golden run (probes, real latencies, a far threshold) and a failing run lay out within
+/// 1,280 px, with the failure summary above the first chart.
+#[test]
+fn the_html_report_fits_1280_px_with_the_failures_first() {
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/main-run");
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "plan.json",
+        "run.json",
+        "attempts.jsonl",
+        "observations.jsonl",
+        "sim-trace.jsonl",
+    ] {
+        std::fs::copy(golden.join(f), dir.path().join(f)).unwrap();
+    }
+    assert_eq!(report(dir.path()).0, Some(0));
+    assert_layout(dir.path());
+    let failing = tempfile::tempdir().unwrap();
+    write_run(failing.path(), throttle_one_after_the_change);
+    assert_eq!(report(failing.path()).0, Some(1));
+    let html = std::fs::read_to_string(failing.path().join("report.html")).unwrap();
+    assert!(html.contains("<li>after/secondary/starttls: throttle_rate &lt;= 0 — actual 0.083 (1 of 12 sent were throttled)</li>"), "{html}");
+    assert!(html.contains("<tr class=\"cell-fail\">"));
+    assert_layout(failing.path());
+}
+
+/// Spoils the designed story: one message after the connector is throttled.
+fn throttle_one_after_the_change(a: &mut AttemptRecord) {
+    if a.seq == "after/secondary/starttls/3" {
+        a.outcome = OutcomeClass::Throttled;
+        a.reply = Some(reply(
+            Stage::Rcpt,
+            451,
+            "4.7.500",
+            "Server busy. Please try again later from [127.0.0.3]. (AS761)",
+        ));
+        a.token = Some("AS761".into());
+    }
+}
+
+/// Marks the run in `dir` interrupted.
+fn mark_interrupted(dir: &Path) {
+    let run = dir.join("run.json");
+    let text = std::fs::read_to_string(&run).unwrap();
+    std::fs::write(
+        &run,
+        text.replace("\"interrupted\": false", "\"interrupted\": true"),
+    )
+    .unwrap();
+}
+
+/// `xmllint --schema` (libxml2-utils) validates `junit.xml` in `dir` against the published JUnit
+/// schema in tests/data/junit/.
+fn assert_junit_validates(dir: &Path) {
+    let xsd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/junit/junit-10.xsd");
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(dir.join("junit.xml"))
+        .output()
+        .expect("xmllint is not installed: tests/testbed.sh installs libxml2-utils");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        junit(dir)
+    );
+}
+
+#[test]
+fn junit_xml_of_passing_failing_and_interrupted_runs_validates_against_the_schema() {
+    let pass = tempfile::tempdir().unwrap();
+    write_run(pass.path(), |_| {});
+    assert_eq!(report(pass.path()).0, Some(0));
+    assert_junit_validates(pass.path());
+
+    let fail = tempfile::tempdir().unwrap();
+    write_run(fail.path(), throttle_one_after_the_change);
+    assert_eq!(report(fail.path()).0, Some(1));
+    assert_junit_validates(fail.path());
+    assert_eq!(junit(fail.path()).matches("<failure ").count(), 2);
+
+    // Interrupted before `after` sent anything: its planned messages are recorded never sent.
+    let stopped = tempfile::tempdir().unwrap();
+    write_run(stopped.path(), |a| {
+        if a.phase == "after" {
+            a.outcome = OutcomeClass::Interrupted;
+            a.transcript.clear();
+            (a.reply, a.tls) = (None, None);
+        }
+    });
+    mark_interrupted(stopped.path());
+    assert_eq!(report(stopped.path()).0, Some(1));
+    assert_junit_validates(stopped.path());
+    let j = junit(stopped.path());
+    let s = summary(stopped.path());
+    let after = s["expectations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["phase"] == "after")
+        .count();
+    assert_eq!(j.matches("<skipped message=\"not measured: the run was interrupted before this cell sent anything").count(), after, "{j}");
+    assert!(j.contains(&format!("skipped=\"{after}\"")), "{j}");
+    // Only the run itself fails: the cells it never reached are not failures.
+    assert_eq!(j.matches("<failure ").count(), 1, "{j}");
+    assert!(
+        j.contains("<failure message=\"the run was interrupted\" type=\"run\">"),
+        "{j}"
+    );
+    assert_eq!(
+        j.matches(" time=\"").count(),
+        j.matches("<testcase ").count() + 2
     );
 }

@@ -14,6 +14,15 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
+# The JSON Schemas in schemas/ are checked with Python's jsonschema (tests/report_schemas.rs): pip
+# where Python allows it, else Debian's package.
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+    python3 -m pip install -q jsonschema || {
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-jsonschema
+    }
+fi
+
 export MH_TESTBED_DIR="${MH_TESTBED_DIR:-$PWD/tests/.testbed}"
 trap 'tests/testbed.sh down || true' EXIT
 tests/testbed.sh up

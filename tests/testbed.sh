@@ -53,7 +53,8 @@ TLS_KEY="${TLS_DIR}/key.pem"
 MAIL_ROOT="${STATE}/mail"
 ENV_FILE="${STATE}/env"
 
-PACKAGES=(postfix dovecot-imapd dnsmasq-base swaks dnsutils curl python3 openssl)
+# libxml2-utils: xmllint, which validates junit.xml against the published JUnit schema.
+PACKAGES=(postfix dovecot-imapd dnsmasq-base swaks dnsutils curl python3 openssl libxml2-utils)
 
 log() { printf 'testbed: %s\n' "$*" >&2; }
 # Set while `up` runs: a failed start stops what it already started (logs stay in the state dir).

@@ -3,7 +3,7 @@
 //! (latency percentiles, lowest TLS version, throttle onset, accepted rate).
 
 use std::collections::btree_map::Entry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{r3, CellStats, Onset, TimelinePoint};
 use crate::record::{AttemptRecord, FolderKind, ObservationRecord, ObservationStatus};
@@ -21,26 +21,37 @@ pub(super) struct Matrix {
 impl Matrix {
     /// Empty cells for every burst of the plan; a cell with several bursts appears once.
     pub fn from_plan(plan: &Plan, observed: bool) -> Self {
-        let mut m = Matrix {
-            cells: Vec::new(),
-            index: BTreeMap::new(),
-        };
+        let mut m = Matrix::empty();
         for phase in &plan.phases {
             for b in &phase.bursts {
-                let key = (phase.name.clone(), b.sender.clone(), b.tls);
-                if let Entry::Vacant(slot) = m.index.entry(key) {
-                    slot.insert(m.cells.len());
-                    m.cells.push(CellStats::empty(
-                        &phase.name,
-                        &b.sender,
-                        b.source_ip.to_string(),
-                        b.tls,
-                        observed,
-                    ));
-                }
+                m.insert(
+                    &phase.name,
+                    &b.sender,
+                    b.source_ip.to_string(),
+                    b.tls,
+                    observed,
+                );
             }
         }
         m
+    }
+
+    /// No cells yet: the probe cells are added as probes are found.
+    pub fn empty() -> Self {
+        Matrix {
+            cells: Vec::new(),
+            index: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an empty cell for `phase`, `sender` and `tls` unless there is one.
+    pub fn insert(&mut self, phase: &str, sender: &str, ip: String, tls: TlsMode, observed: bool) {
+        let key = (phase.to_string(), sender.to_string(), tls);
+        if let Entry::Vacant(slot) = self.index.entry(key) {
+            slot.insert(self.cells.len());
+            self.cells
+                .push(CellStats::empty(phase, sender, ip, tls, observed));
+        }
     }
 
     /// Where the cell of `phase`, `sender` and `tls` sits, if the plan has it.
@@ -63,16 +74,29 @@ pub(super) struct CellSamples<'a> {
     pub latencies: Vec<f64>,
     /// Each sent message's first attempt.
     pub firsts: Vec<&'a AttemptRecord>,
+    /// The earliest start and the latest finish (ms) of the cell's attempts, retries included.
+    pub span: Option<(f64, f64)>,
 }
 
 /// What counting every message yields besides the cells' counts.
 pub(super) struct Counted<'a> {
-    /// Per cell, in the matrix's order.
+    /// Per planned cell, in the matrix's order.
     pub samples: Vec<CellSamples<'a>>,
-    /// One point per sent message, in message (seq) order.
+    /// Per probe cell, in the probe matrix's order.
+    pub probe_samples: Vec<CellSamples<'a>>,
+    /// One point per sent planned message, in message (seq) order; probes have none.
     pub timeline: Vec<TimelinePoint>,
-    /// Every delivered message's latency (ms), unsorted.
-    pub latencies: Vec<f64>,
+}
+
+/// Which counts a message belongs to: exactly one of them, so every figure adds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A planned message, counted in the matrix cell at this position.
+    Planned(usize),
+    /// A probe of a change step, counted in the probe cell at this position.
+    Probe(usize),
+    /// Neither: a record no plan cell and no change step explains; counted only in the totals.
+    Unplanned,
 }
 
 /// Each message's attempts, first attempt first, keyed by the message's seq.
@@ -102,27 +126,76 @@ pub(super) fn observations_by_attempt(
     by_attempt
 }
 
-/// Counts every message of the run into its cell. Attempts outside the plan's cells (probes) are
-/// left out; `phase_start` gives each phase's start (ms) for the timeline.
+/// Whether a first attempt is a change step's probe: the run record lists it, or its phase is a
+/// probe phase (`<phase>~probe`, as the change step names them) in case the list was cut short.
+pub(super) fn is_probe(first: &AttemptRecord, probe_ids: &BTreeSet<&str>) -> bool {
+    probe_ids.contains(first.attempt_id.as_str()) || first.phase.ends_with(PROBE_SUFFIX)
+}
+
+/// The suffix of the phase name the change step gives its probes.
+pub(super) const PROBE_SUFFIX: &str = "~probe";
+
+/// Sorts every message into its kind, creating a probe cell (in `probes`) for each probe phase ×
+/// sender × TLS seen, ordered by phase, sender and the TLS mode's name.
+pub(super) fn classify<'a>(
+    by_seq: &BTreeMap<&'a str, Vec<&'a AttemptRecord>>,
+    matrix: &Matrix,
+    probes: &mut Matrix,
+    probe_ids: &BTreeSet<&str>,
+    observed: bool,
+) -> BTreeMap<&'a str, Kind> {
+    let mut probe_keys = BTreeMap::new();
+    for attempts in by_seq.values() {
+        let a = attempts[0];
+        if is_probe(a, probe_ids) {
+            let key = (a.phase.clone(), a.sender.clone(), a.tls_mode.as_str());
+            probe_keys.entry(key).or_insert((a.source_ip, a.tls_mode));
+        }
+    }
+    for ((phase, sender, _), (ip, tls)) in probe_keys {
+        probes.insert(&phase, &sender, ip.to_string(), tls, observed);
+    }
+    by_seq
+        .iter()
+        .map(|(seq, attempts)| {
+            let a = attempts[0];
+            let kind = if is_probe(a, probe_ids) {
+                probes
+                    .position(&a.phase, &a.sender, a.tls_mode)
+                    .map_or(Kind::Unplanned, Kind::Probe)
+            } else {
+                matrix
+                    .position(&a.phase, &a.sender, a.tls_mode)
+                    .map_or(Kind::Unplanned, Kind::Planned)
+            };
+            (*seq, kind)
+        })
+        .collect()
+}
+
+/// Counts every message into its cell: planned messages into the matrix, probes into the probe
+/// cells; unplanned ones into neither. `phase_start` gives each phase's start (ms) for the timeline.
 pub(super) fn count_messages<'a>(
     matrix: &mut Matrix,
-    attempts: &'a [AttemptRecord],
+    probes: &mut Matrix,
+    by_seq: &BTreeMap<&str, Vec<&'a AttemptRecord>>,
+    kinds: &BTreeMap<&str, Kind>,
     observations: &[ObservationRecord],
-    observed: bool,
-    phase_start: &BTreeMap<&str, f64>,
+    phase_start: &BTreeMap<String, f64>,
 ) -> Counted<'a> {
     let obs_by_attempt = observations_by_attempt(observations);
     let mut counted = Counted {
         samples: vec![CellSamples::default(); matrix.cells.len()],
+        probe_samples: vec![CellSamples::default(); probes.cells.len()],
         timeline: Vec::new(),
-        latencies: Vec::new(),
     };
-    for attempts in attempts_by_message(attempts).values() {
-        let first = attempts[0];
-        let Some(ci) = matrix.position(&first.phase, &first.sender, first.tls_mode) else {
-            continue; // probes and other attempts outside the plan's cells
+    for (seq, attempts) in by_seq {
+        let (c, samples) = match kinds.get(seq) {
+            Some(Kind::Planned(i)) => (&mut matrix.cells[*i], &mut counted.samples[*i]),
+            Some(Kind::Probe(i)) => (&mut probes.cells[*i], &mut counted.probe_samples[*i]),
+            _ => continue,
         };
-        let c = &mut matrix.cells[ci];
+        let first = attempts[0];
         if first.never_sent() {
             // Counting it as sent would let `throttle_rate <= 0` pass on messages never tried.
             c.unsent += 1;
@@ -135,16 +208,22 @@ pub(super) fn count_messages<'a>(
             .find(|a| a.outcome == OutcomeClass::Accepted)
         {
             let copies = obs_by_attempt.get(acc.attempt_id.as_str());
+            let observed = c.observed;
             if let Some(l) = count_delivery(c, copies.map(Vec::as_slice), observed) {
-                counted.samples[ci].latencies.push(l);
-                counted.latencies.push(l);
+                samples.latencies.push(l);
             }
         }
-        let start = phase_start.get(first.phase.as_str()).copied();
-        counted
-            .timeline
-            .push(timeline_point(first, start.unwrap_or(0.0)));
-        counted.samples[ci].firsts.push(first);
+        for a in attempts {
+            let (lo, hi) = samples.span.unwrap_or((a.started_ms, a.finished_ms));
+            samples.span = Some((lo.min(a.started_ms), hi.max(a.finished_ms)));
+        }
+        samples.firsts.push(first);
+        if matches!(kinds.get(seq), Some(Kind::Planned(_))) {
+            let start = phase_start.get(first.phase.as_str()).copied();
+            counted
+                .timeline
+                .push(timeline_point(first, start.unwrap_or(0.0)));
+        }
     }
     counted
 }
@@ -225,6 +304,9 @@ fn timeline_point(first: &AttemptRecord, phase_start: f64) -> TimelinePoint {
 /// Finishes a cell once every message is counted: latency percentiles, lowest TLS version, where
 /// throttling began (`phase_start` in ms), and the accepted rate before it.
 pub(super) fn finish_cell(c: &mut CellStats, samples: CellSamples, phase_start: f64) {
+    c.sending_s = samples
+        .span
+        .map_or(0.0, |(lo, hi)| r3((hi - lo).max(0.0) / 1000.0));
     let mut lat = samples.latencies;
     lat.sort_by(f64::total_cmp);
     c.latency_p50_ms = nearest_rank(&lat, 50.0).map(r3);
@@ -455,8 +537,13 @@ mod tests {
             Some(FolderKind::Inbox),
             Some(40.0),
         )];
-        let start = BTreeMap::from([("before", 1000.0)]);
-        let counted = count_messages(&mut m, &attempts, &obs, true, &start);
+        let start = BTreeMap::from([("before".to_string(), 1000.0)]);
+        let by_seq = attempts_by_message(&attempts);
+        let mut probes = Matrix::empty();
+        let kinds = classify(&by_seq, &m, &mut probes, &BTreeSet::new(), true);
+        assert_eq!(kinds["probe"], Kind::Probe(0));
+        assert_eq!(kinds["m1"], Kind::Planned(0));
+        let counted = count_messages(&mut m, &mut probes, &by_seq, &kinds, &obs, &start);
         let c = m.get("before", "primary", TlsMode::None).unwrap();
         assert_eq!((c.sent, c.unsent, c.accepted, c.delivered), (1, 1, 1, 1));
         assert_eq!(
@@ -464,14 +551,37 @@ mod tests {
             1,
             "probe left out"
         );
-        assert_eq!(counted.timeline.len(), 1);
+        let p = &probes.cells[0];
+        assert_eq!(
+            (p.phase.as_str(), p.sent, p.accepted, p.missing),
+            ("before~probe", 1, 1, 1),
+            "the probe is counted in its own cell: accepted, and not found"
+        );
+        assert_eq!(counted.timeline.len(), 1, "probes have no timeline point");
         assert_eq!(
             counted.timeline[0].t_ms, 500.0,
             "ms since the phase started"
         );
-        assert_eq!(counted.latencies, [40.0]);
         assert_eq!(counted.samples[0].latencies, [40.0]);
         assert_eq!(counted.samples[0].firsts.len(), 1);
+        assert_eq!(counted.samples[0].span, Some((1500.0, 1600.0)));
+    }
+
+    #[test]
+    fn a_probe_is_known_by_the_run_record_or_by_its_phase() {
+        let mut listed = attempt("x", 1, OutcomeClass::Accepted, 0.0);
+        let ids = BTreeSet::from(["x#1"]);
+        assert!(is_probe(&listed, &ids));
+        assert!(!is_probe(&listed, &BTreeSet::new()));
+        listed.phase = "after~probe".into();
+        assert!(is_probe(&listed, &BTreeSet::new()));
+        // A message in no cell and not a probe is unplanned: counted in the totals only.
+        let plan = plan();
+        let m = Matrix::from_plan(&plan, true);
+        let stray = vec![attempt("stray", 1, OutcomeClass::Accepted, 0.0)];
+        let by_seq = attempts_by_message(&stray);
+        let kinds = classify(&by_seq, &m, &mut Matrix::empty(), &BTreeSet::new(), true);
+        assert_eq!(kinds["stray"], Kind::Unplanned);
     }
 
     #[test]
@@ -535,6 +645,7 @@ mod tests {
         let samples = CellSamples {
             latencies: Vec::new(),
             firsts: tie.iter().collect(),
+            span: None,
         };
         finish_cell(&mut c, samples, 0.0);
         assert_eq!(c.throttle_onset.map(|o| o.index), Some(1));
@@ -582,6 +693,7 @@ mod tests {
         let samples = CellSamples {
             latencies: vec![300.0, 100.0, 200.0],
             firsts: v.iter().collect(),
+            span: None,
         };
         finish_cell(&mut c, samples, 0.0);
         assert_eq!(c.latency_p50_ms, Some(200.0));

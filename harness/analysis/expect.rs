@@ -48,6 +48,7 @@ pub(super) fn evaluate(
         tls,
         check: check.to_string(),
         passed: j.passed,
+        skipped: false,
         actual: j.actual,
         detail: j.detail,
     }

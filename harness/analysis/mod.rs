@@ -13,18 +13,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{AttemptRecord, ObservationStatus, RunRecord};
+use crate::record::{AttemptRecord, ObservationRecord, ObservationStatus, RunRecord};
 use crate::reply;
+use crate::scenario::check::{Metric, Value};
 use crate::scenario::plan::Plan;
 use crate::vocab::{
     ApplyMethod, ConnectorAction, OutcomeClass, RunVerdict, TargetKind, TlsMode, WaitMethod,
 };
 
-use cells::Matrix;
+use cells::{CellSamples, Kind, Matrix};
 pub use load::{files, load_run_dir, LoadError, RunData, TraceEntry};
 
 /// Version of `summary.json`.
-pub const SUMMARY_SCHEMA: u32 = 1;
+/// Version of `summary.json`. 2: probes counted apart (`probe_cells`, `totals`, the reply groups'
+/// split), latency per phase with its thresholds (`latency` for `latencies_ms`), `sending_s`,
+/// `duration_s` and skipped verdicts.
+pub const SUMMARY_SCHEMA: u32 = 2;
 
 /// The whole analysis: the source every report renders from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,6 +49,8 @@ pub struct Summary {
     pub started_at: String,
     /// Wall-clock end (RFC 3339).
     pub finished_at: String,
+    /// Seconds from start to end.
+    pub duration_s: f64,
     /// Whether the run was interrupted.
     pub interrupted: bool,
     /// Why the run could not finish, if it could not.
@@ -56,8 +62,14 @@ pub struct Summary {
     pub senders: BTreeMap<String, String>,
     /// Phases in order, with their timing and change steps.
     pub phases: Vec<PhaseSummary>,
-    /// The matrix: one row per phase × sender × TLS cell, in plan order.
+    /// The matrix: one row per phase × sender × TLS cell, in plan order. Planned messages only:
+    /// change-step probes are in `probe_cells`.
     pub cells: Vec<CellStats>,
+    /// The change steps' probe messages, one cell per probe phase (`<phase>~probe`) × sender ×
+    /// TLS, counted like the matrix but apart from it.
+    pub probe_cells: Vec<CellStats>,
+    /// How every attempt record and every observed copy is accounted for.
+    pub totals: Totals,
     /// Before/after comparisons around each change step.
     pub deltas: Vec<Delta>,
     /// Negative replies seen, grouped, with explanations.
@@ -68,10 +80,11 @@ pub struct Summary {
     pub anomalies: u64,
     /// Agreement with the simulator's message trace (simulator runs only).
     pub trace_check: Option<TraceCheck>,
-    /// Attempt timeline points for charts: (phase, sender, tls, ms since phase start, outcome).
+    /// Planned messages' first attempts for the timeline charts (no probes).
     pub timeline: Vec<TimelinePoint>,
-    /// Delivery latencies in ms of every found message, sorted, for the distribution chart.
-    pub latencies_ms: Vec<f64>,
+    /// Delivery latencies of each phase's planned messages (no probes), with the thresholds of
+    /// the phase's latency expectations.
+    pub latency: Vec<PhaseLatency>,
     /// `pass` when every expectation holds (and the trace agrees), `fail` otherwise.
     pub verdict: RunVerdict,
 }
@@ -124,6 +137,8 @@ pub struct CellStats {
     /// Planned messages never sent because the run was interrupted; left out of every other count.
     #[serde(default)]
     pub unsent: u64,
+    /// Seconds from the cell's first attempt's start to its last attempt's end (0 if none).
+    pub sending_s: f64,
     /// Accepted.
     pub accepted: u64,
     /// Throttled (4.7.500–699).
@@ -189,6 +204,7 @@ impl CellStats {
             tls,
             sent: 0,
             unsent: 0,
+            sending_s: 0.0,
             accepted: 0,
             throttled: 0,
             rate_limited: 0,
@@ -299,8 +315,16 @@ pub struct ReplyGroup {
     pub token: Option<String>,
     /// Outcome class.
     pub outcome: OutcomeClass,
-    /// How many attempts ended with it.
+    /// How many attempts ended with it: the sum of the four counts below.
     pub count: u64,
+    /// First attempts of planned messages: what the matrix counts.
+    pub first_attempts: u64,
+    /// Retries of planned messages.
+    pub retries: u64,
+    /// Change-step probes.
+    pub probes: u64,
+    /// Attempts of unplanned messages (see `Totals::unplanned`).
+    pub unplanned: u64,
     /// Which source IPs got it.
     pub source_ips: Vec<String>,
     /// One full reply text as seen.
@@ -328,6 +352,9 @@ pub struct Verdict {
     pub check: String,
     /// Whether it held.
     pub passed: bool,
+    /// Not measured because the run stopped before its cell sent anything (`passed` is false).
+    #[serde(default)]
+    pub skipped: bool,
     /// The measured value, as text.
     pub actual: String,
     /// The numbers behind it, in a sentence.
@@ -362,6 +389,69 @@ pub struct TimelinePoint {
     pub outcome: OutcomeClass,
 }
 
+/// Every attempt record and observed copy, and which count it is in. `attempts` is `sent +
+/// unsent + retries + probes + unplanned`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Attempt records read (a repeated record once).
+    pub attempts: u64,
+    /// Planned messages sent: the matrix's `sent`, summed.
+    pub sent: u64,
+    /// Planned messages never sent: the matrix's `unsent`, summed.
+    pub unsent: u64,
+    /// Retries of planned messages: the matrix's `retries`, summed.
+    pub retries: u64,
+    /// Attempt records of change-step probes (the probe cells' sent, unsent and retries).
+    pub probes: u64,
+    /// Attempt records of messages in no planned cell and no change step.
+    pub unplanned: u64,
+    /// Mailbox copies of planned messages (one per recipient) found and missing.
+    pub planned_copies: CopyCounts,
+    /// Mailbox copies of probes found and missing.
+    pub probe_copies: CopyCounts,
+    /// Mailbox copies of unplanned messages (or of attempts no record names) found and missing.
+    pub unplanned_copies: CopyCounts,
+}
+
+/// Observation records of one kind of message: copies found and missing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CopyCounts {
+    /// Found in a mailbox.
+    pub found: u64,
+    /// Not found by the deadline.
+    pub missing: u64,
+}
+
+/// One phase's delivery latencies (planned messages only), for its histogram.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseLatency {
+    /// Phase.
+    pub phase: String,
+    /// Latency (ms) of each delivered planned message of the phase, sorted.
+    pub latencies_ms: Vec<f64>,
+    /// Median over the phase (nearest rank).
+    pub p50_ms: Option<f64>,
+    /// 95th percentile over the phase (nearest rank).
+    pub p95_ms: Option<f64>,
+    /// The phase's latency expectations, one per distinct check.
+    pub thresholds: Vec<LatencyThreshold>,
+}
+
+/// A latency expectation of a phase, drawn on its histogram.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LatencyThreshold {
+    /// The check as written, e.g. `latency_p95 <= "1m"`.
+    pub check: String,
+    /// `latency_p50`, `latency_p95` or `latency_max`.
+    pub metric: Metric,
+    /// The threshold in ms.
+    pub ms: f64,
+    /// The cells it applies to, `sender/tls`.
+    pub cells: Vec<String>,
+    /// Whether it held in every one of them.
+    pub passed: bool,
+}
+
 /// Rounds to 3 decimals so summaries are stable and readable.
 fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
@@ -370,26 +460,33 @@ fn r3(x: f64) -> f64 {
 /// Analyses a loaded run.
 pub fn analyse(data: &RunData) -> Summary {
     let (plan, run) = (&data.plan, &data.run);
-    let phase_start: BTreeMap<&str, f64> = run
+    let phase_start = phase_starts(run);
+    let probe_ids: BTreeSet<&str> = run
         .phases
         .iter()
-        .map(|p| (p.name.as_str(), p.started_ms))
+        .filter_map(|p| p.change.as_ref())
+        .flat_map(|c| c.probes.iter().map(String::as_str))
         .collect();
+    let by_seq = cells::attempts_by_message(&data.attempts);
     let mut matrix = Matrix::from_plan(plan, data.observed);
+    let mut probes = Matrix::empty();
+    let kinds = cells::classify(&by_seq, &matrix, &mut probes, &probe_ids, data.observed);
     let counted = cells::count_messages(
         &mut matrix,
-        &data.attempts,
+        &mut probes,
+        &by_seq,
+        &kinds,
         &data.observations,
-        data.observed,
         &phase_start,
     );
-    for (c, samples) in matrix.cells.iter_mut().zip(counted.samples) {
-        let start = phase_start.get(c.phase.as_str()).copied().unwrap_or(0.0);
-        cells::finish_cell(c, samples, start);
-    }
-    let mut latencies = counted.latencies;
-    latencies.sort_by(f64::total_cmp);
-    let expectations = evaluate_all(plan, &matrix);
+    let cell_latencies: Vec<Vec<f64>> = counted
+        .samples
+        .iter()
+        .map(|s| s.latencies.clone())
+        .collect();
+    finish_cells(&mut matrix.cells, counted.samples, &phase_start);
+    finish_cells(&mut probes.cells, counted.probe_samples, &phase_start);
+    let expectations = evaluate_all(plan, &matrix, run);
     let anomalies = data
         .observations
         .iter()
@@ -403,6 +500,7 @@ pub fn analyse(data: &RunData) -> Summary {
         && trace_check.as_ref().is_none_or(|t| t.agreed);
     let rfc3339 =
         |t: &chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let wall_ms = (run.finished_at - run.started_at).num_milliseconds().max(0);
     Summary {
         schema: SUMMARY_SCHEMA,
         run_id: run.run_id.clone(),
@@ -412,6 +510,7 @@ pub fn analyse(data: &RunData) -> Summary {
         target_kind: run.target_kind,
         started_at: rfc3339(&run.started_at),
         finished_at: rfc3339(&run.finished_at),
+        duration_s: r3(wall_ms as f64 / 1000.0),
         interrupted: run.interrupted,
         error: run.error.clone(),
         record_problems: data.problems.clone(),
@@ -422,27 +521,166 @@ pub fn analyse(data: &RunData) -> Summary {
             .collect(),
         phases: phase_summaries(run),
         deltas: deltas(plan, &matrix.cells),
-        replies: reply_groups(&data.attempts),
+        replies: reply_groups(&by_seq, &kinds),
+        totals: totals(&by_seq, &kinds, &data.observations),
+        latency: phase_latencies(plan, &matrix.cells, &cell_latencies, &expectations),
         cells: matrix.cells,
+        probe_cells: probes.cells,
         expectations,
         anomalies,
         trace_check,
         timeline: counted.timeline,
-        latencies_ms: latencies.into_iter().map(r3).collect(),
         verdict: RunVerdict::from_passed(pass),
     }
 }
 
-/// Every expectation of the plan, in plan order, judged on its cell.
-fn evaluate_all(plan: &Plan, matrix: &Matrix) -> Vec<Verdict> {
+/// When each phase started (ms since the run started), and each probe phase `<phase>~probe`:
+/// when the change step before `<phase>` was applied.
+fn phase_starts(run: &RunRecord) -> BTreeMap<String, f64> {
+    let mut starts = BTreeMap::new();
+    for p in &run.phases {
+        starts.insert(p.name.clone(), p.started_ms);
+        if let Some(c) = &p.change {
+            starts.insert(format!("{}{}", p.name, cells::PROBE_SUFFIX), c.applied_ms);
+        }
+    }
+    starts
+}
+
+/// Finishes every cell with its samples; `phase_start` gives where its phase began.
+fn finish_cells(
+    cells: &mut [CellStats],
+    samples: Vec<CellSamples>,
+    phase_start: &BTreeMap<String, f64>,
+) {
+    for (c, samples) in cells.iter_mut().zip(samples) {
+        let start = phase_start.get(&c.phase).copied().unwrap_or(0.0);
+        cells::finish_cell(c, samples, start);
+    }
+}
+
+/// Every expectation of the plan, in plan order, judged on its cell. A cell the run never got
+/// to (it was interrupted or stopped first) is skipped rather than failed: nothing was measured.
+fn evaluate_all(plan: &Plan, matrix: &Matrix, run: &RunRecord) -> Vec<Verdict> {
+    let stopped = run.interrupted || run.error.is_some();
     plan.phases
         .iter()
         .flat_map(|p| p.expectations.iter())
         .map(|e| {
             let cell = matrix.get(&e.phase, &e.sender, e.tls);
-            expect::evaluate(&e.phase, &e.sender, e.tls, &e.check, cell)
+            let mut v = expect::evaluate(&e.phase, &e.sender, e.tls, &e.check, cell);
+            if let Some(c) = cell.filter(|c| c.sent == 0 && (c.unsent > 0 || stopped)) {
+                v.skipped = true;
+                v.detail = format!(
+                    "not measured: the run {} before this cell sent anything ({} planned messages never sent)",
+                    if run.interrupted { "was interrupted" } else { "stopped" },
+                    c.unsent
+                );
+            }
+            v
         })
         .collect()
+}
+
+/// Each phase's latencies from its cells' samples (`cell_latencies`, in the cells' order), its
+/// percentiles, and the thresholds of its latency expectations with whether they held.
+fn phase_latencies(
+    plan: &Plan,
+    cells: &[CellStats],
+    cell_latencies: &[Vec<f64>],
+    verdicts: &[Verdict],
+) -> Vec<PhaseLatency> {
+    let expectations: Vec<_> = plan
+        .phases
+        .iter()
+        .flat_map(|p| p.expectations.iter())
+        .zip(verdicts)
+        .collect();
+    plan.phases
+        .iter()
+        .map(|phase| {
+            let mut lat: Vec<f64> = cells
+                .iter()
+                .zip(cell_latencies)
+                .filter(|(c, _)| c.phase == phase.name)
+                .flat_map(|(_, l)| l.iter().copied())
+                .collect();
+            lat.sort_by(f64::total_cmp);
+            let mut thresholds: Vec<LatencyThreshold> = Vec::new();
+            for (e, v) in expectations.iter().filter(|(e, _)| e.phase == phase.name) {
+                let (metric, Value::Duration(d)) = (e.check.metric, &e.check.value) else {
+                    continue;
+                };
+                let cell = format!("{}/{}", e.sender, e.tls);
+                let check = e.check.to_string();
+                match thresholds.iter_mut().find(|t| t.check == check) {
+                    Some(t) => {
+                        t.cells.push(cell);
+                        t.passed &= v.passed;
+                    }
+                    None => thresholds.push(LatencyThreshold {
+                        check,
+                        metric,
+                        ms: r3(d.as_secs_f64() * 1000.0),
+                        cells: vec![cell],
+                        passed: v.passed,
+                    }),
+                }
+            }
+            PhaseLatency {
+                phase: phase.name.clone(),
+                p50_ms: crate::stats::nearest_rank(&lat, 50.0).map(r3),
+                p95_ms: crate::stats::nearest_rank(&lat, 95.0).map(r3),
+                latencies_ms: lat.into_iter().map(r3).collect(),
+                thresholds,
+            }
+        })
+        .collect()
+}
+
+/// Where every attempt record and every observed copy went (see [`Totals`]).
+fn totals(
+    by_seq: &BTreeMap<&str, Vec<&AttemptRecord>>,
+    kinds: &BTreeMap<&str, Kind>,
+    observations: &[ObservationRecord],
+) -> Totals {
+    let mut t = Totals::default();
+    let mut kind_of_attempt: BTreeMap<&str, Kind> = BTreeMap::new();
+    for (seq, attempts) in by_seq {
+        let kind = kinds.get(seq).copied().unwrap_or(Kind::Unplanned);
+        let n = attempts.len() as u64;
+        t.attempts += n;
+        match kind {
+            Kind::Planned(_) if attempts[0].never_sent() => t.unsent += n,
+            Kind::Planned(_) => {
+                t.sent += 1;
+                t.retries += n - 1;
+            }
+            Kind::Probe(_) => t.probes += n,
+            Kind::Unplanned => t.unplanned += n,
+        }
+        for a in attempts {
+            kind_of_attempt.insert(a.attempt_id.as_str(), kind);
+        }
+    }
+    for o in observations {
+        let kind = o
+            .attempt_id
+            .as_deref()
+            .and_then(|id| kind_of_attempt.get(id).copied())
+            .unwrap_or(Kind::Unplanned);
+        let copies = match kind {
+            Kind::Planned(_) => &mut t.planned_copies,
+            Kind::Probe(_) => &mut t.probe_copies,
+            Kind::Unplanned => &mut t.unplanned_copies,
+        };
+        match o.status {
+            ObservationStatus::Found => copies.found += 1,
+            ObservationStatus::Missing => copies.missing += 1,
+            ObservationStatus::Anomaly => {}
+        }
+    }
+    t
 }
 
 /// Each phase's sending time and its change step's effect.
@@ -504,50 +742,77 @@ fn deltas(plan: &Plan, cells: &[CellStats]) -> Vec<Delta> {
     out
 }
 
-fn reply_groups(attempts: &[AttemptRecord]) -> Vec<ReplyGroup> {
-    let mut groups: BTreeMap<(u16, Option<String>, Option<String>), ReplyGroup> = BTreeMap::new();
-    for a in attempts {
-        let Some(r) = &a.reply else { continue };
-        if (200..300).contains(&r.code) {
-            continue;
-        }
-        let key = (r.code, r.enhanced.clone(), a.token.clone());
-        let g = groups.entry(key).or_insert_with(|| {
-            let status = reply::Status::from(r);
-            // Every attempt of a run went to the target's inbound MX, a Microsoft 365 tenant
-            // (simulated or real) unless the reply itself shows another server.
-            let ctx = reply::Context {
-                session_tls: a.tls.is_some(),
-                host: None,
-                recipient: None,
-                assume: Some(reply::Origin::Microsoft),
-                at_mx: true,
-            };
-            let e = reply::explain(&status, &ctx);
-            ReplyGroup {
-                code: r.code,
-                enhanced: r.enhanced.clone(),
-                token: a.token.clone(),
-                outcome: a.outcome,
-                count: 0,
-                source_ips: Vec::new(),
-                sample: status.shown(),
-                family: e.family.clone(),
-                meaning: e.known.then(|| e.meaning.clone()),
-                connector: e.connector,
-                action: e.known.then(|| e.ops.clone()),
+/// Negative replies grouped by code, enhanced code, token and outcome, each attempt counted in
+/// the group's count of its kind: planned first attempts (the matrix), retries, probes, unplanned.
+fn reply_groups(
+    by_seq: &BTreeMap<&str, Vec<&AttemptRecord>>,
+    kinds: &BTreeMap<&str, Kind>,
+) -> Vec<ReplyGroup> {
+    type Key = (u16, Option<String>, Option<String>, &'static str);
+    let mut groups: BTreeMap<Key, ReplyGroup> = BTreeMap::new();
+    for (seq, attempts) in by_seq {
+        let kind = kinds.get(seq).copied().unwrap_or(Kind::Unplanned);
+        for (i, a) in attempts.iter().enumerate() {
+            let Some(r) = &a.reply else { continue };
+            if (200..300).contains(&r.code) {
+                continue;
             }
-        });
-        g.count += 1;
-        let ip = a.source_ip.to_string();
-        if !g.source_ips.contains(&ip) {
-            g.source_ips.push(ip);
-            g.source_ips.sort();
+            let key = (
+                r.code,
+                r.enhanced.clone(),
+                a.token.clone(),
+                a.outcome.as_str(),
+            );
+            let g = groups.entry(key).or_insert_with(|| reply_group(a, r));
+            g.count += 1;
+            *match kind {
+                Kind::Planned(_) if i == 0 => &mut g.first_attempts,
+                Kind::Planned(_) => &mut g.retries,
+                Kind::Probe(_) => &mut g.probes,
+                Kind::Unplanned => &mut g.unplanned,
+            } += 1;
+            let ip = a.source_ip.to_string();
+            if !g.source_ips.contains(&ip) {
+                g.source_ips.push(ip);
+                g.source_ips.sort();
+            }
         }
     }
     let mut v: Vec<ReplyGroup> = groups.into_values().collect();
     v.sort_by(|a, b| b.count.cmp(&a.count).then(a.code.cmp(&b.code)));
     v
+}
+
+/// An empty group for the reply `r` of attempt `a`, explained by the knowledge base.
+fn reply_group(a: &AttemptRecord, r: &crate::record::DecidingReply) -> ReplyGroup {
+    let status = reply::Status::from(r);
+    // Every attempt of a run went to the target's inbound MX, a Microsoft 365 tenant
+    // (simulated or real) unless the reply itself shows another server.
+    let ctx = reply::Context {
+        session_tls: a.tls.is_some(),
+        host: None,
+        recipient: None,
+        assume: Some(reply::Origin::Microsoft),
+        at_mx: true,
+    };
+    let e = reply::explain(&status, &ctx);
+    ReplyGroup {
+        code: r.code,
+        enhanced: r.enhanced.clone(),
+        token: a.token.clone(),
+        outcome: a.outcome,
+        count: 0,
+        first_attempts: 0,
+        retries: 0,
+        probes: 0,
+        unplanned: 0,
+        source_ips: Vec::new(),
+        sample: status.shown(),
+        family: e.family.clone(),
+        meaning: e.known.then(|| e.meaning.clone()),
+        connector: e.connector,
+        action: e.known.then(|| e.ops.clone()),
+    }
 }
 
 fn cross_check(attempts: &[AttemptRecord], trace: &[TraceEntry]) -> TraceCheck {
@@ -878,10 +1143,20 @@ mod tests {
         .map(|(seq, ip, o, code, enhanced, text)| replied(seq, ip, o, code, enhanced, text))
         .collect();
         attempts.push(attempt("m8", 1, ConnectFailure, 0.0)); // no reply at all
-        let g = reply_groups(&attempts);
+        let by_seq = cells::attempts_by_message(&attempts);
+        let mut kinds: BTreeMap<&str, Kind> =
+            by_seq.keys().map(|k| (*k, Kind::Planned(0))).collect();
+        kinds.insert("m5", Kind::Probe(0));
+        let g = reply_groups(&by_seq, &kinds);
         // Most frequent first, then by code; 2xx and reply-less attempts left out.
         let order: Vec<(u16, u64)> = g.iter().map(|g| (g.code, g.count)).collect();
         assert_eq!(order, [(451, 3), (554, 2), (550, 1)]);
+        // Each attempt in the count of its kind: m5 is a probe here, the rest first attempts.
+        let split: Vec<(u64, u64, u64, u64)> = g
+            .iter()
+            .map(|g| (g.first_attempts, g.retries, g.probes, g.unplanned))
+            .collect();
+        assert_eq!(split, [(3, 0, 0, 0), (1, 0, 1, 0), (1, 0, 0, 0)]);
         let throttling = &g[0];
         assert_eq!(throttling.token.as_deref(), Some("AS761"));
         assert_eq!(
@@ -955,6 +1230,90 @@ mod tests {
                 "192.0.2.9: attempts record 1 refused transactions (tls-required 1), the trace 2 (tls-required 2)",
             ]
         );
+    }
+
+    fn golden() -> RunData {
+        load_run_dir(std::path::Path::new("tests/data/golden/main-run")).unwrap()
+    }
+
+    #[test]
+    fn every_attempt_and_copy_is_counted_once_and_probes_apart() {
+        let s = analyse(&golden());
+        let t = &s.totals;
+        assert_eq!(
+            (
+                t.attempts,
+                t.sent,
+                t.retries,
+                t.unsent,
+                t.probes,
+                t.unplanned
+            ),
+            (100, 84, 0, 0, 16, 0)
+        );
+        assert_eq!(
+            (
+                t.planned_copies.found,
+                t.probe_copies.found,
+                t.unplanned_copies.found
+            ),
+            (34, 2, 0),
+            "the run printed 36 found: 34 planned and 2 probes"
+        );
+        assert_eq!(s.cells.iter().map(|c| c.delivered).sum::<u64>(), 34);
+        assert_eq!(s.probe_cells.len(), 4);
+        assert_eq!(s.probe_cells.iter().map(|c| c.sent).sum::<u64>(), 16);
+        assert_eq!(s.probe_cells.iter().map(|c| c.delivered).sum::<u64>(), 2);
+        // The throttling replies: 38 in the matrix and 12 probes, 50 in all.
+        let throttled: u64 = s.cells.iter().map(|c| c.throttled).sum();
+        let g = &s.replies[0];
+        assert_eq!(
+            (g.count, g.first_attempts, g.retries, g.probes),
+            (50, throttled, 0, 12)
+        );
+        assert_eq!(throttled, 38);
+        let lat: Vec<(&str, usize)> = s
+            .latency
+            .iter()
+            .map(|l| (l.phase.as_str(), l.latencies_ms.len()))
+            .collect();
+        assert_eq!(lat, [("before", 10), ("after", 24)]);
+        let th = &s.latency[1].thresholds;
+        assert_eq!(th.len(), 1, "one threshold for both cells");
+        assert_eq!(
+            (th[0].ms, th[0].metric, th[0].passed, th[0].cells.len()),
+            (60_000.0, Metric::LatencyP95, true, 2)
+        );
+        assert_eq!(s.timeline.len(), 84);
+        assert!(s.cells.iter().all(|c| c.sending_s > 0.0));
+    }
+
+    #[test]
+    fn cells_an_interrupted_run_never_reached_are_skipped_not_failed() {
+        let mut data = golden();
+        data.run.interrupted = true;
+        // Every planned message of `after` recorded as never sent, as an interrupted run does.
+        for a in data.attempts.iter_mut().filter(|a| a.phase == "after") {
+            a.outcome = OutcomeClass::Interrupted;
+            a.transcript.clear();
+            (a.reply, a.tls) = (None, None);
+        }
+        let s = analyse(&data);
+        let after: Vec<&Verdict> = s
+            .expectations
+            .iter()
+            .filter(|v| v.phase == "after")
+            .collect();
+        assert_eq!(after.len(), 14);
+        assert!(after.iter().all(|v| v.skipped && !v.passed), "{after:?}");
+        assert_eq!(
+            after[0].detail,
+            "not measured: the run was interrupted before this cell sent anything (12 planned messages never sent)"
+        );
+        let mut before = s.expectations.iter().filter(|v| v.phase == "before");
+        assert!(before.all(|v| v.passed && !v.skipped));
+        assert_eq!((s.totals.unsent, s.totals.sent), (36, 48));
+        assert_eq!(s.verdict, RunVerdict::Fail);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::model::{ChangeEffect, DeltaRow, LatencyHistogram, ReportModel, Timeline};
+use super::charts::{LatencyHistogram, MarkKind, Timeline};
+use super::model::{CellVerdict, ChangeEffect, CheckStatus, DeltaRow, MatrixRow, ReportModel};
 use super::xml_escape as esc;
 use crate::vocab::OutcomeClass;
 
@@ -39,29 +40,38 @@ const LEGEND: [OutcomeClass; 7] = [
 
 const CSS: &str = r#"
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:72rem;color:#222;line-height:1.4;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+h1{font-size:1.6rem;margin-bottom:.2rem;overflow-wrap:anywhere}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .verdict{display:inline-block;padding:.15rem .6rem;border-radius:.3rem;color:#fff;font-weight:700}
 .pass{background:#1b7e45}.fail{background:#c0392b}
+section.summary{border:2px solid;border-radius:.4rem;padding:.2rem 1rem;margin:1rem 0}
+section.summary.failed{border-color:#c0392b;background:#fdf3f2}section.summary.clean{border-color:#1b7e45;background:#f1f8f3}
+section.summary h2{margin-top:.5rem;border:0}
 table{border-collapse:collapse;width:100%;font-size:.8rem;margin:.5rem 0}
-.wrap{overflow-x:auto}
-th,td{border:1px solid #ddd;padding:.25rem .4rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-tr.failrow td{background:#fdecea}
-.meta{color:#555;font-size:.9rem}.legend span{display:inline-block;margin-right:1rem;font-size:.8rem}
+th,td{border:1px solid #ddd;padding:.2rem .3rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
+th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+tr.failrow td{background:#fdecea}tr.skiprow td{background:#f0f0f0}
+tr.cell-pass td{background:#eaf6ee}tr.cell-fail td{background:#fbe3e0}tr.cell-skipped td{background:#eeeeee}
+td:first-child{white-space:nowrap}.badge{font-weight:700}.badge.fail{color:#b03020;background:none}.badge.pass{color:#1b7e45;background:none}
+.meta{color:#555;font-size:.9rem;overflow-wrap:anywhere}.legend span{display:inline-block;margin-right:1rem;font-size:.8rem}
 .legend i{display:inline-block;width:.7rem;height:.7rem;border-radius:50%;margin-right:.3rem;vertical-align:middle}
-svg{max-width:100%;height:auto;font-family:inherit}
-code{background:#f6f6f6;padding:0 .2rem;border-radius:.2rem}
+figure{margin:1rem 0}svg{display:block;width:100%;height:auto;font-family:inherit}
+code{background:#f6f6f6;padding:0 .2rem;border-radius:.2rem;overflow-wrap:anywhere}
+li{overflow-wrap:anywhere}
 @media print{body{margin:0;max-width:none}h2{page-break-after:avoid}table,svg{page-break-inside:avoid}}
 "#;
 
-/// Renders the HTML report, section by section.
+/// Renders the HTML report, section by section: what failed first, then the numbers, then the
+/// charts that explain them.
 pub fn render_html(m: &ReportModel) -> String {
     let mut o = String::new();
     headline(&mut o, m);
+    failures(&mut o, m);
     phases(&mut o, m);
     matrix(&mut o, m);
-    charts(&mut o, m);
+    probes(&mut o, m);
     expectations(&mut o, m);
+    counting(&mut o, m);
+    charts(&mut o, m);
     replies(&mut o, m);
     trace_and_anomalies(&mut o, m);
     let _ = writeln!(o, "<h2>Next steps</h2><ul>");
@@ -91,12 +101,13 @@ fn headline(o: &mut String, m: &ReportModel) {
     );
     let _ = writeln!(
         o,
-        "<p class=\"meta\">Run <code>{}</code> against <b>{}</b> ({}) · {} → {}{} · senders {} · {} of {} expectations held</p>",
+        "<p class=\"meta\">Run <code>{}</code> against <b>{}</b> ({}) · {} → {} ({}){} · senders {} · {} of {} expectations held</p>",
         esc(&h.run_id),
         esc(&h.target),
         h.target_kind,
         esc(&h.started_at),
         esc(&h.finished_at),
+        h.duration,
         if h.interrupted { " · <b>interrupted</b>" } else { "" },
         esc(&h.senders),
         h.held,
@@ -111,6 +122,30 @@ fn headline(o: &mut String, m: &ReportModel) {
     for problem in &h.record_problems {
         let _ = writeln!(o, "<p><b>Record problem:</b> {}</p>", esc(problem));
     }
+}
+
+/// The failure summary, before any table or chart: what failed, with its numbers, and what
+/// was skipped; or that nothing did.
+fn failures(o: &mut String, m: &ReportModel) {
+    let f = &m.failures;
+    let clean = f.failed.is_empty() && f.skipped.is_empty();
+    let _ = writeln!(
+        o,
+        "<section id=\"failures\" class=\"summary {}\"><h2>Failures</h2><p><b>{}</b></p>",
+        if clean { "clean" } else { "failed" },
+        esc(&f.headline)
+    );
+    for (title, lines) in [("Failed", &f.failed), ("Skipped", &f.skipped)] {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "<p>{title}:</p><ul>");
+        for line in lines {
+            let _ = writeln!(o, "<li>{}</li>", esc(line));
+        }
+        let _ = writeln!(o, "</ul>");
+    }
+    let _ = writeln!(o, "</section>");
 }
 
 fn phases(o: &mut String, m: &ReportModel) {
@@ -130,7 +165,11 @@ fn phases(o: &mut String, m: &ReportModel) {
                     let _ = write!(o, "; took effect after <b>{t}</b> ({} probes)", c.probes);
                 }
                 ChangeEffect::TimedOut => {
-                    let _ = write!(o, "; <b>did not take effect</b> before the deadline");
+                    let _ = write!(
+                        o,
+                        "; <b>did not take effect</b> before the deadline ({} probes)",
+                        c.probes
+                    );
                 }
                 ChangeEffect::Waited(_) => {}
             }
@@ -143,19 +182,57 @@ fn phases(o: &mut String, m: &ReportModel) {
     let _ = writeln!(o, "</ul>");
 }
 
+/// The matrix's header row; the probe table shares it.
+const MATRIX_HEAD: &str = "<thead><tr><th>verdict</th><th>phase</th><th>sender</th><th>tls</th><th>sent</th><th>accepted</th><th>throttled</th><th>tls-req.</th><th>rejected</th><th>other</th><th>delivered</th><th>inbox</th><th>junk</th><th>missing</th><th>p50</th><th>p95</th><th>TLS</th><th>throttle onset</th></tr></thead>";
+
+/// One matrix (or probe table) row, coloured by the cell's verdict.
+fn matrix_row(o: &mut String, r: &MatrixRow) {
+    let badge = match r.verdict {
+        CellVerdict::Pass => format!("<span class=\"badge pass\">pass</span><br>{}", r.checks),
+        CellVerdict::Fail => format!("<span class=\"badge fail\">FAIL</span><br>{}", r.checks),
+        CellVerdict::Skipped => format!("<span class=\"badge\">skipped</span><br>{}", r.checks),
+        CellVerdict::NoChecks => "no checks".into(),
+    };
+    let _ = writeln!(
+        o,
+        "<tr class=\"cell-{}\"><td>{badge}</td><td>{}</td><td>{}<br>{}</td><td>{}</td><td class=n>{}</td><td class=n>{} ({})</td><td class=n>{} ({})</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
+        r.verdict.as_str(), esc(&r.phase), esc(&r.sender), esc(&r.source_ip), r.tls, r.sent,
+        r.accepted.0, r.accepted.1, r.throttled.0, r.throttled.1, r.tls_required, r.rejected, r.other,
+        r.delivered, r.inbox, r.junk, r.missing, r.p50, r.p95, esc(&r.min_tls), esc(&r.onset)
+    );
+}
+
 fn matrix(o: &mut String, m: &ReportModel) {
     let _ = writeln!(o, "<h2 id=\"matrix\">Matrix</h2>");
-    let _ = writeln!(o, "<div class=\"wrap\"><table id=\"matrix-table\"><thead><tr><th>phase</th><th>sender</th><th>ip</th><th>tls</th><th>sent</th><th>accepted</th><th>throttled</th><th>tls-required</th><th>rejected</th><th>other</th><th>delivered</th><th>inbox</th><th>junk</th><th>missing</th><th>p50</th><th>p95</th><th>TLS</th><th>throttle onset</th></tr></thead><tbody>");
+    let _ = writeln!(o, "<p class=\"meta\">Planned messages only, each by its first attempt. Rows are coloured by the cell's verdict: green when every expectation on it held, red when one failed, grey when skipped, white without expectations.</p>");
+    let _ = writeln!(o, "<table id=\"matrix-table\">{MATRIX_HEAD}<tbody>");
     for r in &m.matrix {
-        let _ = writeln!(
-            o,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{} ({})</td><td class=n>{} ({})</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.phase), esc(&r.sender), esc(&r.source_ip), r.tls, r.sent, r.accepted.0, r.accepted.1,
-            r.throttled.0, r.throttled.1, r.tls_required, r.rejected, r.other, r.delivered, r.inbox,
-            r.junk, r.missing, r.p50, r.p95, esc(&r.min_tls), esc(&r.onset)
-        );
+        matrix_row(o, r);
     }
-    let _ = writeln!(o, "</tbody></table></div>");
+    let _ = writeln!(o, "</tbody></table>");
+}
+
+/// The change steps' probes, in their own table: real messages, but no part of the matrix.
+fn probes(o: &mut String, m: &ReportModel) {
+    if m.probes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "<h2 id=\"probes\">Change-step probes</h2>");
+    let _ = writeln!(o, "<p class=\"meta\">Probe messages sent while waiting for a change step to take effect (phase <code>&lt;phase&gt;~probe</code>: before that phase). Not in the matrix, the expectations or the charts.</p>");
+    let _ = writeln!(o, "<table id=\"probe-table\">{MATRIX_HEAD}<tbody>");
+    for r in &m.probes {
+        matrix_row(o, r);
+    }
+    let _ = writeln!(o, "</tbody></table>");
+}
+
+/// What each part of the page counts, and the totals that reconcile them.
+fn counting(o: &mut String, m: &ReportModel) {
+    let _ = writeln!(o, "<h2 id=\"counting\">What is counted where</h2><ul>");
+    for line in &m.counting {
+        let _ = writeln!(o, "<li>{}</li>", esc(line));
+    }
+    let _ = writeln!(o, "</ul>");
 }
 
 fn charts(o: &mut String, m: &ReportModel) {
@@ -170,33 +247,49 @@ fn charts(o: &mut String, m: &ReportModel) {
         timeline_svg(o, t);
     }
     delta_svg(o, &m.deltas);
-    latency_svg(o, &m.charts.latency);
+    for h in &m.charts.latency {
+        latency_svg(o, h);
+    }
 }
 
 fn expectations(o: &mut String, m: &ReportModel) {
-    let _ = writeln!(o, "<h2 id=\"expectations\">Expectations</h2><table><thead><tr><th>result</th><th>cell</th><th>check</th><th>actual</th><th>numbers</th></tr></thead><tbody>");
+    let _ = writeln!(o, "<h2 id=\"expectations\">Expectations</h2><table id=\"expectations-table\"><thead><tr><th>result</th><th>cell</th><th>check</th><th>actual</th><th>numbers</th></tr></thead><tbody>");
     for v in &m.expectations {
+        let (class, shown) = match v.status {
+            CheckStatus::Pass => ("passrow", "PASS"),
+            CheckStatus::Fail => ("failrow", "<b>FAIL</b>"),
+            CheckStatus::Skipped => ("skiprow", "SKIPPED"),
+        };
         let _ = writeln!(
             o,
-            "<tr class=\"{}\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            if v.passed { "passrow" } else { "failrow" },
-            if v.passed { "PASS" } else { "<b>FAIL</b>" },
+            "<tr class=\"{class}\"><td>{shown}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             esc(&v.cell), esc(&v.check), esc(&v.actual), esc(&v.detail)
         );
     }
     let _ = writeln!(o, "</tbody></table>");
 }
 
+/// Replies seen, each count split by kind so the planned column adds up to the matrix.
 fn replies(o: &mut String, m: &ReportModel) {
     if m.replies.is_empty() {
         return;
     }
-    let _ = writeln!(o, "<h2>Replies seen</h2><table><thead><tr><th>count</th><th>reply</th><th>from</th><th>meaning</th><th>what to do</th></tr></thead><tbody>");
+    let unplanned = m.replies.iter().any(|g| g.unplanned > 0);
+    let _ = writeln!(o, "<h2 id=\"replies\">Replies seen</h2><table id=\"replies-table\"><thead><tr><th>all attempts</th><th>planned (matrix)</th><th>retries</th><th>probes</th>{}<th>reply</th><th>from</th><th>meaning</th><th>what to do</th></tr></thead><tbody>",
+        if unplanned { "<th>unplanned</th>" } else { "" });
     for g in &m.replies {
+        let extra = if unplanned {
+            format!("<td class=n>{}</td>", g.unplanned)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "<tr><td class=n>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td>{extra}<td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
             g.count,
+            g.first_attempts,
+            g.retries,
+            g.probes,
             esc(&g.sample),
             esc(&g.from),
             esc(g.meaning.as_deref().unwrap_or("unknown code family")),
@@ -232,18 +325,31 @@ fn trace_and_anomalies(o: &mut String, m: &ReportModel) {
     }
 }
 
+/// Width (in SVG units) that `chars` characters of 11-unit text need, generously: the left
+/// margins of the charts are sized from their longest label so no label is cut off.
+fn label_width(chars: usize) -> f64 {
+    chars as f64 * 6.6 + 16.0
+}
+
 /// One phase's timeline of outcomes, a row per sender × TLS.
 fn timeline_svg(o: &mut String, t: &Timeline) {
     let max_t = t.max_t_ms;
-    let (w, left, top, row_h) = (900.0, 190.0, 30.0, 26.0);
+    let longest = t
+        .rows
+        .iter()
+        .map(|(s, tls)| s.chars().count() + tls.as_str().len() + 3)
+        .max()
+        .unwrap_or(0);
+    let (w, top, row_h) = (900.0, 30.0, 26.0);
+    let left = label_width(longest).max(120.0);
     let h = top + row_h * t.rows.len() as f64 + 40.0;
-    let plot_w = w - left - 20.0;
+    let plot_w = w - left - 30.0;
     let _ = writeln!(
         o,
         "<figure><svg class=\"chart timeline\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Timeline of outcomes in phase {}\" xmlns=\"http://www.w3.org/2000/svg\">",
         esc(&t.phase)
     );
-    let _ = writeln!(o, "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"600\">Phase {}: outcome of each message over time</text>", esc(&t.phase));
+    let _ = writeln!(o, "<text x=\"10\" y=\"18\" font-size=\"13\" font-weight=\"600\">Phase {}: outcome of each planned message's first attempt over time (probes not shown)</text>", esc(&t.phase));
     for (i, (sender, tls)) in t.rows.iter().enumerate() {
         let y = top + row_h * i as f64 + row_h / 2.0;
         let _ = writeln!(
@@ -290,16 +396,29 @@ fn timeline_svg(o: &mut String, t: &Timeline) {
     let _ = writeln!(o, "</svg></figure>");
 }
 
-/// Before/after throttle rate per sender × TLS.
+/// Before/after throttle rate per sender × TLS; each bar's label sits in a margin kept free for
+/// it, so a 100% bar's label is not cut off.
 fn delta_svg(o: &mut String, deltas: &[DeltaRow]) {
     if deltas.is_empty() {
         return;
     }
-    let (w, left, top, group_h) = (900.0, 190.0, 30.0, 44.0);
+    let longest = deltas
+        .iter()
+        .map(|d| d.sender.chars().count() + d.tls.as_str().len() + 3)
+        .max()
+        .unwrap_or(0);
+    let label_chars = deltas
+        .iter()
+        .flat_map(|d| [&d.before, &d.after])
+        .map(|p| p.chars().count() + 7)
+        .max()
+        .unwrap_or(0);
+    let (w, top, group_h) = (900.0, 30.0, 44.0);
+    let left = label_width(longest).max(120.0);
     let h = top + group_h * deltas.len() as f64 + 30.0;
-    let plot_w = w - left - 60.0;
+    let plot_w = w - left - label_width(label_chars) - 10.0;
     let _ = writeln!(o, "<figure><svg class=\"chart deltas\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Throttle rate before and after the change\" xmlns=\"http://www.w3.org/2000/svg\">");
-    let _ = writeln!(o, "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"600\">Throttle rate before (upper bar) and after (lower bar) the change</text>");
+    let _ = writeln!(o, "<text x=\"10\" y=\"18\" font-size=\"13\" font-weight=\"600\">Throttle rate of planned messages before (upper bar) and after (lower bar) the change</text>");
     for (i, d) in deltas.iter().enumerate() {
         let y = top + group_h * i as f64;
         let _ = writeln!(
@@ -329,41 +448,88 @@ fn delta_svg(o: &mut String, deltas: &[DeltaRow]) {
     let _ = writeln!(o, "</svg></figure>");
 }
 
-/// Histogram of delivery latencies.
+/// Stroke colour and dash pattern of a histogram mark.
+fn mark_style(kind: MarkKind) -> (&'static str, &'static str) {
+    match kind {
+        MarkKind::Percentile(50) => ("#333333", "7 4"),
+        MarkKind::Percentile(_) => ("#333333", "2 3"),
+        MarkKind::Threshold(true) => ("#1b7e45", "none"),
+        MarkKind::Threshold(false) => ("#c0392b", "none"),
+    }
+}
+
+/// One phase's histogram of delivery latencies: x axis in ms or s with round ticks, y axis in
+/// messages, dashed p50 and p95 lines, solid threshold lines (an arrow at the axis' end for one
+/// beyond it), and a legend row per mark above the plot so close marks cannot hide each other.
 fn latency_svg(o: &mut String, l: &LatencyHistogram) {
-    let (w, h, left, bottom) = (900.0, 220.0, 60.0, 30.0);
-    let _ = writeln!(o, "<figure><svg class=\"chart latency\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Delivery latency distribution\" xmlns=\"http://www.w3.org/2000/svg\">");
-    let _ = writeln!(o, "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"600\">Delivery latency distribution ({} delivered messages)</text>", l.delivered);
+    let (w, left, plot_h) = (900.0, 60.0, 150.0);
+    let plot_w = w - left - 40.0;
+    let legend_top = 38.0;
+    let plot_top = legend_top + 16.0 * l.marks.len() as f64 + 8.0;
+    let axis_y = plot_top + plot_h;
+    let h = axis_y + 44.0;
+    let _ = writeln!(o, "<figure><svg class=\"chart latency\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"Delivery latency in phase {}\" xmlns=\"http://www.w3.org/2000/svg\">", esc(&l.phase));
+    let _ = writeln!(o, "<text x=\"10\" y=\"18\" font-size=\"13\" font-weight=\"600\">Phase {}: delivery latency of {} delivered planned messages (probes not included)</text>", esc(&l.phase), l.delivered);
     if l.counts.is_empty() {
-        let _ = writeln!(o, "<text x=\"{left}\" y=\"60\" font-size=\"12\">No delivered message was observed.</text></svg></figure>");
+        let _ = writeln!(o, "<text x=\"10\" y=\"{}\" font-size=\"12\">No delivered planned message in this phase.</text>", legend_top + 4.0);
+    }
+    let x_of = |ms: f64| left + plot_w * (ms / l.axis_end_ms).min(1.0);
+    for (i, mk) in l.marks.iter().enumerate() {
+        let (stroke, dash) = mark_style(mk.kind);
+        let ly = legend_top + 16.0 * i as f64;
+        let place = if mk.on_axis {
+            String::new()
+        } else {
+            format!(" → beyond the axis, at {}", super::model::ms(Some(mk.ms)))
+        };
+        let _ = writeln!(o, "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{stroke}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/><text x=\"{}\" y=\"{}\" font-size=\"11\">{}{}</text>",
+            ly - 4.0, left + 24.0, ly - 4.0, left + 30.0, ly, esc(&mk.label), esc(&place));
+        if mk.on_axis && !l.counts.is_empty() {
+            let x = x_of(mk.ms);
+            let _ = writeln!(o, "<line x1=\"{x:.1}\" y1=\"{plot_top}\" x2=\"{x:.1}\" y2=\"{axis_y}\" stroke=\"{stroke}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"><title>{}</title></line>", esc(&mk.label));
+        } else if !l.counts.is_empty() {
+            let x = left + plot_w;
+            let _ = writeln!(o, "<path d=\"M{x:.1} {} l10 6 l-10 6 z\" fill=\"{stroke}\"><title>{}{}</title></path>",
+                plot_top, esc(&mk.label), esc(&place));
+        }
+    }
+    if l.counts.is_empty() {
+        let _ = writeln!(o, "</svg></figure>");
         return;
     }
-    let (max, bins, peak) = (l.max_ms, l.bins, l.peak as f64);
-    let plot_w = w - left - 20.0;
-    let plot_h = h - 40.0 - bottom;
-    let bw = plot_w / bins as f64;
+    let bw = plot_w / l.bins as f64;
+    let peak = l.y_ticks.last().copied().unwrap_or(1).max(1) as f64;
     for (b, n) in &l.counts {
         let bh = plot_h * (*n as f64 / peak);
         let x = left + bw * *b as f64;
-        let y = 30.0 + plot_h - bh;
-        let lo = max * *b as f64 / bins as f64;
-        let hi = max * (*b + 1) as f64 / bins as f64;
-        let _ = writeln!(o, "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#377eb8\"><title>{lo:.0}–{hi:.0}ms: {n}</title></rect>", bw - 2.0);
+        let lo = l.axis_end_ms * *b as f64 / l.bins as f64;
+        let hi = l.axis_end_ms * (*b + 1) as f64 / l.bins as f64;
+        let _ = writeln!(o, "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#377eb8\" fill-opacity=\"0.8\"><title>{lo:.0}–{hi:.0}ms: {n}</title></rect>", x + 1.0, axis_y - bh, bw - 2.0);
     }
-    let axis_y = 30.0 + plot_h;
-    let _ = writeln!(
-        o,
-        "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\" stroke=\"#888\"/>",
-        left + plot_w
-    );
-    for k in 0..=4 {
-        let x = left + plot_w * f64::from(k) / 4.0;
-        let _ = writeln!(
-            o,
-            "<text x=\"{x:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{:.0}ms</text>",
-            axis_y + 14.0,
-            max * f64::from(k) / 4.0
-        );
-    }
+    axes(o, l, left, plot_w, plot_top, axis_y, peak);
     let _ = writeln!(o, "</svg></figure>");
+}
+
+/// The histogram's axes: ticks and labels on both, and what each measures.
+fn axes(
+    o: &mut String,
+    l: &LatencyHistogram,
+    left: f64,
+    plot_w: f64,
+    plot_top: f64,
+    axis_y: f64,
+    peak: f64,
+) {
+    let _ = writeln!(o, "<line x1=\"{left}\" y1=\"{axis_y}\" x2=\"{}\" y2=\"{axis_y}\" stroke=\"#888\"/><line x1=\"{left}\" y1=\"{plot_top}\" x2=\"{left}\" y2=\"{axis_y}\" stroke=\"#888\"/>", left + plot_w);
+    for (at, label) in &l.x_ticks {
+        let x = left + plot_w * at / l.axis_end_ms;
+        let _ = writeln!(o, "<line x1=\"{x:.1}\" y1=\"{axis_y}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#888\"/><text x=\"{x:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{label}</text>", axis_y + 4.0, axis_y + 15.0);
+    }
+    let plot_h = axis_y - plot_top;
+    for n in &l.y_ticks {
+        let y = axis_y - plot_h * (*n as f64 / peak);
+        let _ = writeln!(o, "<line x1=\"{}\" y1=\"{y:.1}\" x2=\"{left}\" y2=\"{y:.1}\" stroke=\"#888\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{n}</text>", left - 4.0, left - 7.0, y + 3.5);
+    }
+    let _ = writeln!(o, "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">delivery latency (final 250 → arrival in the mailbox)</text>", left + plot_w / 2.0, axis_y + 32.0);
+    let _ = writeln!(o, "<text x=\"14\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" transform=\"rotate(-90 14 {:.1})\">messages</text>", plot_top + plot_h / 2.0, plot_top + plot_h / 2.0);
 }

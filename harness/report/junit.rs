@@ -1,109 +1,194 @@
 //! JUnit XML: the run itself, one test case per expectation, and the trace cross-check; failures
-//! quote the numbers.
+//! quote the numbers, expectations the run never got to are skipped, and every case has its time.
+//! It validates against the Jenkins xUnit plugin's JUnit schema (tests/data/junit/junit-10.xsd).
+//!
+//! One run is one `<testsuite>` ([`junit_testsuite`]), renderable on its own so that several runs
+//! can share one `<testsuites>` ([`render_testsuites`]).
 
 use std::fmt::Write as _;
 
-use super::model::ReportModel;
+use super::model::{CheckStatus, ReportModel};
 use super::xml_escape as esc;
 
-/// A failed test case's failure: its one-line message and its body.
-struct Failure {
-    message: String,
-    body: String,
+/// What a test case reports besides passing.
+enum Outcome {
+    /// It passed.
+    Pass,
+    /// A check did not hold: its type, one-line message and body.
+    Failure(&'static str, String, String),
+    /// The run could not be carried out: one-line message and body.
+    Error(String, String),
+    /// Not measured, and why.
+    Skipped(String),
 }
 
-/// Renders `junit.xml`.
+/// One run's `<testsuite>` element and its counts, for the `<testsuites>` around it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JunitSuite {
+    /// The `<testsuite>` element, indented two spaces, each line ending in a newline.
+    pub xml: String,
+    /// Test cases.
+    pub tests: usize,
+    /// Test cases that failed.
+    pub failures: usize,
+    /// Test cases that could not be carried out.
+    pub errors: usize,
+    /// Test cases not measured.
+    pub skipped: usize,
+    /// Seconds the run took.
+    pub time_s: f64,
+}
+
+/// Renders `junit.xml` for one run.
 pub fn render_junit(m: &ReportModel) -> String {
-    let scenario = &m.headline.scenario;
-    let trace_fail = m.trace.as_ref().is_some_and(|t| !t.agreed);
-    let failures = m.expectations.iter().filter(|v| !v.passed).count()
-        + usize::from(!m.run_faults.is_empty())
-        + usize::from(trace_fail);
-    let tests = m.expectations.len() + usize::from(m.trace.is_some()) + 1;
+    render_testsuites(&[junit_testsuite(m)])
+}
+
+/// The XML declaration and one `<testsuites>` around `suites`, with their summed counts (the
+/// schema has no `skipped` there: each suite carries its own).
+pub fn render_testsuites(suites: &[JunitSuite]) -> String {
+    let sum = |f: fn(&JunitSuite) -> usize| suites.iter().map(f).sum::<usize>();
+    let time: f64 = suites.iter().map(|s| s.time_s).sum();
     let mut o = String::new();
-    suite_header(&mut o, m, tests, failures);
-    // The run itself is a test case: an interrupted run, one that could not finish, or one with
-    // damaged records must not look green in CI because its expectations happened to hold.
-    let run_failure = m.run_faults.first().map(|first| Failure {
-        message: first.clone(),
-        body: m.run_faults.join("\n"),
-    });
-    testcase(
-        &mut o,
-        &format!("{}.run", esc(scenario)),
-        "the run completed with intact records",
-        run_failure,
+    let _ = writeln!(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    let _ = writeln!(
+        o,
+        "<testsuites name=\"mailharness\" tests=\"{}\" failures=\"{}\" errors=\"{}\" time=\"{time:.3}\">",
+        sum(|s| s.tests),
+        sum(|s| s.failures),
+        sum(|s| s.errors)
     );
-    for v in &m.expectations {
-        let failure = (!v.passed).then(|| Failure {
-            message: format!("{} failed: actual {}", v.check, v.actual),
-            body: format!("{}: {} — {}", v.cell, v.check, v.detail),
-        });
-        let class = format!("{scenario}.{}.{}.{}", v.phase, v.sender, v.tls);
-        testcase(&mut o, &esc(&class), &esc(&v.check), failure);
+    for s in suites {
+        o.push_str(&s.xml);
     }
-    if let Some(t) = &m.trace {
-        let failure = (!t.agreed).then(|| Failure {
-            message: format!("{} mismatches", t.mismatches.len()),
-            body: t.mismatches.join("\n"),
-        });
-        testcase(
-            &mut o,
-            &format!("{}.trace", esc(scenario)),
-            "attempts agree with the simulator's message trace",
-            failure,
-        );
-    }
-    let _ = writeln!(o, "  </testsuite>");
     let _ = writeln!(o, "</testsuites>");
     o
 }
 
-/// The XML declaration, the suite's opening tags and its properties.
-fn suite_header(o: &mut String, m: &ReportModel, tests: usize, failures: usize) {
-    let h = &m.headline;
-    let _ = writeln!(o, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
-    let _ = writeln!(
-        o,
-        "<testsuites name=\"mailharness\" tests=\"{tests}\" failures=\"{failures}\">"
-    );
-    let _ = writeln!(
-        o,
-        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" timestamp=\"{}\">",
-        esc(&h.scenario),
-        esc(&h.started_at)
-    );
-    let _ = writeln!(o, "    <properties>");
-    for (k, v) in [
-        ("run_id", h.run_id.as_str()),
-        ("target", h.target.as_str()),
-        ("target_kind", h.target_kind.as_str()),
-    ] {
-        let _ = writeln!(o, "      <property name=\"{k}\" value=\"{}\"/>", esc(v));
+/// One run's `<testsuite>`: properties, the run itself, each expectation, the trace check.
+pub fn junit_testsuite(m: &ReportModel) -> JunitSuite {
+    let scenario = &m.headline.scenario;
+    let mut cases = Vec::new();
+    // The run itself is a test case: an interrupted run, one that could not finish, or one with
+    // damaged records must not look green in CI because its expectations happened to hold.
+    let run = match (&m.headline.error, m.run_faults.first()) {
+        (Some(e), _) => Outcome::Error(e.clone(), m.run_faults.join("\n")),
+        (None, Some(first)) => Outcome::Failure("run", first.clone(), m.run_faults.join("\n")),
+        (None, None) => Outcome::Pass,
+    };
+    cases.push(case(
+        &format!("{scenario}.run"),
+        "the run completed with intact records",
+        m.headline.duration_s,
+        run,
+    ));
+    for v in &m.expectations {
+        let outcome = match v.status {
+            CheckStatus::Pass => Outcome::Pass,
+            CheckStatus::Fail => Outcome::Failure(
+                "expectation",
+                format!("{} failed: actual {}", v.check, v.actual),
+                format!("{}: {} — {}", v.cell, v.check, v.detail),
+            ),
+            CheckStatus::Skipped => Outcome::Skipped(v.detail.clone()),
+        };
+        let class = format!("{scenario}.{}.{}.{}", v.phase, v.sender, v.tls);
+        cases.push(case(&class, &v.check, v.time_s, outcome));
     }
-    let _ = writeln!(o, "    </properties>");
+    if let Some(t) = &m.trace {
+        let outcome = if t.agreed {
+            Outcome::Pass
+        } else {
+            Outcome::Failure(
+                "trace",
+                format!("{} mismatches", t.mismatches.len()),
+                t.mismatches.join("\n"),
+            )
+        };
+        cases.push(case(
+            &format!("{scenario}.trace"),
+            "attempts agree with the simulator's message trace",
+            0.0,
+            outcome,
+        ));
+    }
+    let count = |f: fn(&Outcome) -> bool| cases.iter().filter(|(_, o)| f(o)).count();
+    let mut suite = JunitSuite {
+        xml: String::new(),
+        tests: cases.len(),
+        failures: count(|o| matches!(o, Outcome::Failure(..))),
+        errors: count(|o| matches!(o, Outcome::Error(..))),
+        skipped: count(|o| matches!(o, Outcome::Skipped(_))),
+        time_s: m.headline.duration_s,
+    };
+    suite_header(&mut suite, m);
+    for (open, outcome) in &cases {
+        testcase(&mut suite.xml, open, outcome);
+    }
+    let _ = writeln!(suite.xml, "  </testsuite>");
+    suite
 }
 
-/// One test case, self-closing when it passed. `class` and `name` are attribute text, already
-/// escaped (the fixed names are written as they always were, apostrophe and all); the failure is
-/// escaped here.
-fn testcase(o: &mut String, class: &str, name: &str, failure: Option<Failure>) {
-    let _ = write!(o, "    <testcase classname=\"{class}\" name=\"{name}\"");
-    match failure {
-        None => {
-            let _ = writeln!(o, "/>");
-        }
-        Some(f) => {
-            let _ = writeln!(o, ">");
-            let _ = writeln!(
-                o,
-                "      <failure message=\"{}\">{}</failure>",
-                esc(&f.message),
-                esc(&f.body)
-            );
-            let _ = writeln!(o, "    </testcase>");
-        }
+/// A test case: its opening tag's text (escaped here) and its outcome.
+fn case(class: &str, name: &str, time_s: f64, outcome: Outcome) -> (String, Outcome) {
+    (
+        format!(
+            "<testcase classname=\"{}\" name=\"{}\" time=\"{time_s:.3}\"",
+            esc(class),
+            esc(name)
+        ),
+        outcome,
+    )
+}
+
+/// The suite's opening tag and its properties: which run, scenario and target.
+fn suite_header(s: &mut JunitSuite, m: &ReportModel) {
+    let h = &m.headline;
+    let _ = writeln!(
+        s.xml,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{:.3}\" timestamp=\"{}\">",
+        esc(&h.scenario),
+        s.tests,
+        s.failures,
+        s.errors,
+        s.skipped,
+        s.time_s,
+        esc(&h.started_at)
+    );
+    let _ = writeln!(s.xml, "    <properties>");
+    for (k, v) in [
+        ("run_id", h.run_id.as_str()),
+        ("scenario", h.scenario.as_str()),
+        ("target", h.target.as_str()),
+        ("target_kind", h.target_kind.as_str()),
+        ("verdict", h.verdict.as_str()),
+    ] {
+        let _ = writeln!(s.xml, "      <property name=\"{k}\" value=\"{}\"/>", esc(v));
     }
+    let _ = writeln!(s.xml, "    </properties>");
+}
+
+/// One test case, self-closing when it passed.
+fn testcase(o: &mut String, open: &str, outcome: &Outcome) {
+    let _ = write!(o, "    {open}");
+    let inner = match outcome {
+        Outcome::Pass => {
+            let _ = writeln!(o, "/>");
+            return;
+        }
+        Outcome::Failure(kind, message, body) => format!(
+            "<failure message=\"{}\" type=\"{kind}\">{}</failure>",
+            esc(message),
+            esc(body)
+        ),
+        Outcome::Error(message, body) => format!(
+            "<error message=\"{}\" type=\"run\">{}</error>",
+            esc(message),
+            esc(body)
+        ),
+        Outcome::Skipped(why) => format!("<skipped message=\"{}\"/>", esc(why)),
+    };
+    let _ = writeln!(o, ">\n      {inner}\n    </testcase>");
 }
 
 #[cfg(test)]
@@ -115,12 +200,30 @@ mod tests {
     fn a_passing_run_has_a_case_per_expectation_plus_the_run_and_the_trace() {
         let x = render_junit(&ReportModel::from(&golden()));
         assert!(
-            x.contains("<testsuites name=\"mailharness\" tests=\"20\" failures=\"0\">"),
+            x.contains("<testsuites name=\"mailharness\" tests=\"20\" failures=\"0\" errors=\"0\" time=\"10.782\">"),
             "{x}"
         );
+        assert!(x.contains("<testsuite name=\"connector-before-after\" tests=\"20\" failures=\"0\" errors=\"0\" skipped=\"0\" time=\"10.782\" timestamp=\"2026-12-02T18:48:34.351Z\">"), "{x}");
         assert_eq!(x.matches("<testcase ").count(), 20);
-        assert!(!x.contains("<failure"));
-        assert!(x.contains("<testcase classname=\"connector-before-after.trace\" name=\"attempts agree with the simulator's message trace\"/>"));
+        assert_eq!(
+            x.matches(" time=\"").count(),
+            22,
+            "every case, the suite and the suites"
+        );
+        assert!(!x.contains("<failure") && !x.contains("<skipped"));
+        assert!(x.contains("<testcase classname=\"connector-before-after.trace\" name=\"attempts agree with the simulator&apos;s message trace\" time=\"0.000\"/>"));
+        // An expectation's time is its cell's sending time.
+        assert!(x.contains("<testcase classname=\"connector-before-after.after.primary.none\" name=\"outcome == &quot;tls-required&quot;\" time=\"0.502\"/>"), "{x}");
+        for (k, v) in [
+            ("run_id", "connector-before-after-20261202T184834Z-1983"),
+            ("scenario", "connector-before-after"),
+            ("target", "sim"),
+        ] {
+            assert!(
+                x.contains(&format!("<property name=\"{k}\" value=\"{v}\"/>")),
+                "{k}"
+            );
+        }
         assert!(x.ends_with("  </testsuite>\n</testsuites>\n"));
     }
 
@@ -135,12 +238,15 @@ mod tests {
         t.agreed = false;
         t.mismatches = vec!["x".into(), "y".into()];
         let x = render_junit(&ReportModel::from(&s));
-        assert!(x.contains("tests=\"20\" failures=\"3\""), "{x}");
-        assert!(x.contains("<testcase classname=\"a&quot;b&amp;c.run\" name=\"the run completed with intact records\">\n      <failure message=\"the run was interrupted\">the run was interrupted\nattempts.jsonl:9: &lt;cut&gt; short</failure>\n    </testcase>\n"), "{x}");
+        assert!(
+            x.contains("tests=\"20\" failures=\"3\" errors=\"0\" skipped=\"0\""),
+            "{x}"
+        );
+        assert!(x.contains("<testcase classname=\"a&quot;b&amp;c.run\" name=\"the run completed with intact records\" time=\"10.782\">\n      <failure message=\"the run was interrupted\" type=\"run\">the run was interrupted\nattempts.jsonl:9: &lt;cut&gt; short</failure>\n    </testcase>\n"), "{x}");
         let v = &s.expectations[0];
         assert!(
             x.contains(&format!(
-                "<failure message=\"{} failed: actual {}\">{}/{}/{}: {} — {}</failure>",
+                "<failure message=\"{} failed: actual {}\" type=\"expectation\">{}/{}/{}: {} — {}</failure>",
                 esc(&v.check),
                 esc(&v.actual),
                 v.phase,
@@ -151,7 +257,40 @@ mod tests {
             )),
             "{x}"
         );
-        assert!(x.contains("<failure message=\"2 mismatches\">x\ny</failure>"));
+        assert!(x.contains("<failure message=\"2 mismatches\" type=\"trace\">x\ny</failure>"));
         assert_eq!(x.matches("<failure").count(), 3);
+    }
+
+    #[test]
+    fn cells_the_run_never_reached_are_skipped_and_a_run_that_could_not_finish_is_an_error() {
+        let mut s = golden();
+        s.interrupted = true;
+        s.error = Some("the simulator died".into());
+        for v in s.expectations.iter_mut().filter(|v| v.phase == "after") {
+            (v.passed, v.skipped) = (false, true);
+            v.detail = "not measured: the run was interrupted before this cell sent anything (12 planned messages never sent)".into();
+        }
+        let x = render_junit(&ReportModel::from(&s));
+        assert!(
+            x.contains("tests=\"20\" failures=\"0\" errors=\"1\" skipped=\"14\""),
+            "{x}"
+        );
+        assert!(x.contains("<testsuites name=\"mailharness\" tests=\"20\" failures=\"0\" errors=\"1\" time=\"10.782\">"), "{x}");
+        assert!(x.contains("      <error message=\"the simulator died\" type=\"run\">the run was interrupted\nthe run could not finish: the simulator died</error>\n"), "{x}");
+        assert_eq!(x.matches("<skipped message=\"not measured: the run was interrupted before this cell sent anything (12 planned messages never sent)\"/>").count(), 14);
+        assert!(!x.contains("<failure"));
+    }
+
+    #[test]
+    fn a_run_s_testsuite_stands_alone_and_several_share_one_testsuites() {
+        let one = junit_testsuite(&ReportModel::from(&golden()));
+        assert!(one.xml.starts_with("  <testsuite ") && one.xml.ends_with("  </testsuite>\n"));
+        let mut s = golden();
+        s.expectations[0].passed = false;
+        let two = junit_testsuite(&ReportModel::from(&s));
+        let x = render_testsuites(&[one.clone(), two.clone()]);
+        assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mailharness\" tests=\"40\" failures=\"1\" errors=\"0\" time=\"21.564\">\n"), "{x}");
+        assert!(x.contains(&one.xml) && x.contains(&two.xml));
+        assert_eq!(x.matches("<testsuite ").count(), 2);
     }
 }

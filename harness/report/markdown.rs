@@ -2,16 +2,19 @@
 
 use std::fmt::Write as _;
 
-use super::model::{ChangeEffect, ReportModel};
+use super::model::{CellVerdict, ChangeEffect, CheckStatus, MatrixRow, ReportModel};
 
 /// Renders the Markdown report, section by section.
 pub fn render_markdown(m: &ReportModel) -> String {
     let mut o = String::new();
     headline(&mut o, m);
+    failures(&mut o, m);
     phases(&mut o, m);
     matrix(&mut o, m);
-    deltas(&mut o, m);
+    probes(&mut o, m);
     expectations(&mut o, m);
+    counting(&mut o, m);
+    deltas(&mut o, m);
     replies(&mut o, m);
     trace_and_anomalies(&mut o, m);
     let _ = writeln!(o, "\n## Next steps\n");
@@ -38,8 +41,8 @@ fn headline(o: &mut String, m: &ReportModel) {
     let interrupted = if h.interrupted { " (interrupted)" } else { "" };
     let _ = writeln!(
         o,
-        "- Run: {} → {}{interrupted}",
-        h.started_at, h.finished_at
+        "- Run: {} → {} ({}){interrupted}",
+        h.started_at, h.finished_at, h.duration
     );
     let _ = writeln!(o, "- Senders: {}", h.senders);
     let _ = writeln!(o, "- Expectations: {} of {} held", h.held, h.expectations);
@@ -50,7 +53,9 @@ fn headline(o: &mut String, m: &ReportModel) {
         let _ = writeln!(o, "- Record problem: {}", md_text(problem));
     }
     if let Some(d) = &h.description {
-        let _ = writeln!(o, "\n{}", md_text(d));
+        // Line by line: a line break in a description is text, not a control character to show.
+        let lines: Vec<String> = d.lines().map(md_text).collect();
+        let _ = writeln!(o, "\n{}", lines.join("\n"));
     }
 }
 
@@ -83,21 +88,66 @@ fn phases(o: &mut String, m: &ReportModel) {
     }
 }
 
-fn matrix(o: &mut String, m: &ReportModel) {
-    let _ = writeln!(o, "\n## Matrix\n");
-    let _ = writeln!(o, "| phase | sender | ip | tls | sent | accepted | throttled | tls-req | rejected | other | delivered | inbox | junk | missing | p50 | p95 | TLS | onset |");
-    let _ = writeln!(
-        o,
-        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|"
-    );
-    for r in &m.matrix {
+/// What failed, before anything else.
+fn failures(o: &mut String, m: &ReportModel) {
+    let f = &m.failures;
+    let _ = writeln!(o, "\n## Failures\n\n**{}**", md_text(&f.headline));
+    for (title, lines) in [("Failed", &f.failed), ("Skipped", &f.skipped)] {
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(o, "\n{title}:\n");
+        for line in lines {
+            let _ = writeln!(o, "- {}", md_text(line));
+        }
+    }
+}
+
+/// The matrix's (and the probe table's) header.
+const MATRIX_HEAD: &str = "| verdict | phase | sender | ip | tls | sent | accepted | throttled | tls-req | rejected | other | delivered | inbox | junk | missing | p50 | p95 | TLS | onset |\n|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|";
+
+fn matrix_rows(o: &mut String, rows: &[MatrixRow]) {
+    let _ = writeln!(o, "{MATRIX_HEAD}");
+    for r in rows {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            r.phase, r.sender, r.source_ip, r.tls, r.sent, r.accepted.0, r.accepted.1, r.throttled.0,
-            r.throttled.1, r.tls_required, r.rejected, r.other, r.delivered, r.inbox, r.junk, r.missing,
-            r.p50, r.p95, r.min_tls, r.onset
+            "| {} | {} | {} | {} | {} | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            verdict_cell(r), r.phase, r.sender, r.source_ip, r.tls, r.sent, r.accepted.0,
+            r.accepted.1, r.throttled.0, r.throttled.1, r.tls_required, r.rejected, r.other, r.delivered,
+            r.inbox, r.junk, r.missing, r.p50, r.p95, r.min_tls, r.onset
         );
+    }
+}
+
+/// The verdict column: the cell's verdict and its count, e.g. `pass (3 of 3 held)`.
+fn verdict_cell(r: &MatrixRow) -> String {
+    match r.verdict {
+        CellVerdict::NoChecks => "no checks".into(),
+        CellVerdict::Fail => format!("**FAIL** ({})", r.checks),
+        v => format!("{} ({})", v.as_str(), r.checks),
+    }
+}
+
+fn matrix(o: &mut String, m: &ReportModel) {
+    let _ = writeln!(
+        o,
+        "\n## Matrix\n\nPlanned messages only, each by its first attempt; the verdict is the cell's expectations'.\n"
+    );
+    matrix_rows(o, &m.matrix);
+}
+
+fn probes(o: &mut String, m: &ReportModel) {
+    if m.probes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\n## Change-step probes\n\nProbe messages sent while waiting for a change step to take effect (`<phase>~probe`: before that phase); not in the matrix, the expectations or the charts.\n");
+    matrix_rows(o, &m.probes);
+}
+
+fn counting(o: &mut String, m: &ReportModel) {
+    let _ = writeln!(o, "\n## What is counted where\n");
+    for line in &m.counting {
+        let _ = writeln!(o, "- {line}");
     }
 }
 
@@ -132,7 +182,11 @@ fn expectations(o: &mut String, m: &ReportModel) {
         let _ = writeln!(
             o,
             "| {} | {} | `{}` | {} | {} |",
-            if v.passed { "PASS" } else { "**FAIL**" },
+            match v.status {
+                CheckStatus::Pass => "PASS",
+                CheckStatus::Fail => "**FAIL**",
+                CheckStatus::Skipped => "SKIPPED",
+            },
             v.cell,
             v.check,
             v.actual,
@@ -147,12 +201,20 @@ fn replies(o: &mut String, m: &ReportModel) {
     }
     let _ = writeln!(o, "\n## Replies seen\n");
     for g in &m.replies {
+        let unplanned = if g.unplanned > 0 {
+            format!(", {} unplanned", g.unplanned)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "- **{}×** `{}` from {}",
+            "- **{}×** `{}` from {}: {} planned first attempts (matrix), {} retries, {} probes{unplanned}",
             g.count,
             md_code(&g.sample),
-            g.from
+            g.from,
+            g.first_attempts,
+            g.retries,
+            g.probes
         );
         if let Some(meaning) = &g.meaning {
             let _ = writeln!(o, "  - Meaning: {}", md_text(meaning));

@@ -2,6 +2,7 @@
 //! inline SVG charts, printable) and `junit.xml`. Every report renders from the summary alone:
 //! `summary.json` is the summary itself; the other three format one [`ReportModel`] built from it.
 
+pub mod charts;
 mod html;
 mod junit;
 mod markdown;
@@ -12,7 +13,7 @@ use std::path::Path;
 use crate::analysis::{files, Summary};
 
 pub use html::render_html;
-pub use junit::render_junit;
+pub use junit::{junit_testsuite, render_junit, render_testsuites, JunitSuite};
 pub use markdown::render_markdown;
 pub use model::ReportModel;
 

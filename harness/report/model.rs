@@ -2,13 +2,12 @@
 //! The Markdown, HTML and JUnit renderers only format it (and escape it for their format), so
 //! they cannot disagree about a number, a dash or a next step.
 
-use std::collections::BTreeMap;
-
-use crate::analysis::{CellStats, ChangeSummary, Delta, ReplyGroup, Summary, TraceCheck, Verdict};
-use crate::reply::ConnectorAnswer;
-use crate::vocab::{
-    ApplyMethod, ConnectorAction, OutcomeClass, RunVerdict, TargetKind, TlsMode, WaitMethod,
+use super::charts::{latency_histogram, timelines, Charts};
+use crate::analysis::{
+    CellStats, ChangeSummary, Delta, ReplyGroup, Summary, Totals, TraceCheck, Verdict,
 };
+use crate::reply::ConnectorAnswer;
+use crate::vocab::{ApplyMethod, ConnectorAction, RunVerdict, TargetKind, TlsMode, WaitMethod};
 
 /// What the reports show, in the order they show it.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,10 +16,16 @@ pub struct ReportModel {
     pub schema: u32,
     /// Which run, its verdict, and what went wrong with it as a whole.
     pub headline: Headline,
+    /// Everything that failed, first thing on the page.
+    pub failures: FailureSummary,
     /// Each phase and its change step.
     pub phases: Vec<PhaseLine>,
-    /// The phase × sender × TLS matrix, one row per cell in plan order.
+    /// The phase × sender × TLS matrix, one row per cell in plan order (planned messages only).
     pub matrix: Vec<MatrixRow>,
+    /// The change steps' probe messages, one row per probe phase × sender × TLS.
+    pub probes: Vec<MatrixRow>,
+    /// What is counted where, with the totals that reconcile every table, one sentence each.
+    pub counting: Vec<String>,
     /// Before/after comparisons around each change step.
     pub deltas: Vec<DeltaRow>,
     /// Every expectation with its verdict.
@@ -60,8 +65,14 @@ pub struct Headline {
     pub interrupted: bool,
     /// `role = ip` of every sender, comma-separated.
     pub senders: String,
+    /// Seconds the run took, e.g. `10.8s`.
+    pub duration: String,
+    /// The run's wall-clock seconds (JUnit's suite time).
+    pub duration_s: f64,
     /// Expectations that held.
     pub held: usize,
+    /// Expectations not measured because the run stopped before their cell sent anything.
+    pub skipped: usize,
     /// Expectations in all.
     pub expectations: usize,
     /// Why the run could not finish, if it could not.
@@ -111,9 +122,72 @@ pub enum ChangeEffect {
     Waited(WaitMethod),
 }
 
+/// The failure summary: what failed, one line each, and what was skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureSummary {
+    /// Failed expectations (cell, check, actual, the numbers), then the run's own faults and a
+    /// trace disagreement.
+    pub failed: Vec<String>,
+    /// Expectations not measured, with why.
+    pub skipped: Vec<String>,
+    /// One sentence over it all, e.g. `2 of 18 expectations failed.` or that nothing did.
+    pub headline: String,
+}
+
+/// The verdict of a matrix cell: how the expectations on it came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellVerdict {
+    /// Every expectation on the cell held.
+    Pass,
+    /// At least one failed.
+    Fail,
+    /// None was measured: the run stopped before the cell sent anything.
+    Skipped,
+    /// The cell has no expectations.
+    NoChecks,
+}
+
+impl CellVerdict {
+    /// The CSS class and word shown: `pass`, `fail`, `skipped`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CellVerdict::Pass => "pass",
+            CellVerdict::Fail => "fail",
+            CellVerdict::Skipped => "skipped",
+            CellVerdict::NoChecks => "none",
+        }
+    }
+}
+
+/// How one expectation came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    /// It held.
+    Pass,
+    /// It did not hold, or could not be measured in a cell that sent.
+    Fail,
+    /// Not measured: the run stopped before its cell sent anything.
+    Skipped,
+}
+
+impl CheckStatus {
+    /// `PASS`, `FAIL` or `SKIPPED`.
+    pub fn as_upper(self) -> &'static str {
+        match self {
+            CheckStatus::Pass => "PASS",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::Skipped => "SKIPPED",
+        }
+    }
+}
+
 /// One row of the matrix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MatrixRow {
+    /// How the cell's expectations came out.
+    pub verdict: CellVerdict,
+    /// e.g. `3 of 3 held`, `1 of 3 failed`; a dash without expectations.
+    pub checks: String,
     /// Phase.
     pub phase: String,
     /// Sender role.
@@ -183,8 +257,10 @@ pub struct DeltaRow {
 /// One expectation's verdict.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExpectationRow {
-    /// Whether it held.
-    pub passed: bool,
+    /// How it came out.
+    pub status: CheckStatus,
+    /// Seconds its cell spent sending (JUnit's test case time).
+    pub time_s: f64,
     /// Phase.
     pub phase: String,
     /// Sender role.
@@ -204,8 +280,16 @@ pub struct ExpectationRow {
 /// Replies of one kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplyRow {
-    /// How many attempts ended with it.
+    /// How many attempts ended with it, of every kind.
     pub count: u64,
+    /// Of them, planned messages' first attempts: what the matrix counts.
+    pub first_attempts: u64,
+    /// Of them, retries of planned messages.
+    pub retries: u64,
+    /// Of them, change-step probes.
+    pub probes: u64,
+    /// Of them, attempts of unplanned messages.
+    pub unplanned: u64,
     /// One full reply text as seen.
     pub sample: String,
     /// The source IPs that got it, comma-separated.
@@ -217,57 +301,6 @@ pub struct ReplyRow {
     /// What Ops does about it, when known.
     pub action: Option<String>,
 }
-
-/// The data of the HTML report's charts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Charts {
-    /// One outcome timeline per phase that sent something.
-    pub timelines: Vec<Timeline>,
-    /// The delivery latency histogram.
-    pub latency: LatencyHistogram,
-}
-
-/// Outcomes over time in one phase, one row per sender × TLS.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Timeline {
-    /// Phase.
-    pub phase: String,
-    /// Sender and TLS mode of each row, by sender then the mode's name.
-    pub rows: Vec<(String, TlsMode)>,
-    /// One dot per message.
-    pub dots: Vec<Dot>,
-    /// The time axis' end (ms since the phase started; at least 1).
-    pub max_t_ms: f64,
-}
-
-/// One message on a timeline.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dot {
-    /// Index into the timeline's rows.
-    pub row: usize,
-    /// Milliseconds since the phase started.
-    pub t_ms: f64,
-    /// How its first attempt ended.
-    pub outcome: OutcomeClass,
-}
-
-/// Delivery latencies in equal-width bins from 0 to the largest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LatencyHistogram {
-    /// Delivered messages with a latency.
-    pub delivered: usize,
-    /// Number of bins across the axis.
-    pub bins: usize,
-    /// The axis' end (ms; at least 1).
-    pub max_ms: f64,
-    /// Messages per non-empty bin, by bin index; empty when nothing was delivered.
-    pub counts: BTreeMap<usize, u64>,
-    /// The largest bin count.
-    pub peak: u64,
-}
-
-/// Bins of the latency histogram.
-const LATENCY_BINS: usize = 20;
 
 /// A dash: no value.
 const DASH: &str = "–";
@@ -286,9 +319,20 @@ impl From<&Summary> for ReportModel {
                     change: p.change.as_ref().map(change_line),
                 })
                 .collect(),
-            matrix: s.cells.iter().map(matrix_row).collect(),
+            failures: failure_summary(s),
+            matrix: s
+                .cells
+                .iter()
+                .map(|c| matrix_row(c, &s.expectations))
+                .collect(),
+            probes: s.probe_cells.iter().map(|c| matrix_row(c, &[])).collect(),
+            counting: counting(s),
             deltas: s.deltas.iter().map(delta_row).collect(),
-            expectations: s.expectations.iter().map(expectation_row).collect(),
+            expectations: s
+                .expectations
+                .iter()
+                .map(|v| expectation_row(v, &s.cells))
+                .collect(),
             replies: s.replies.iter().map(reply_row).collect(),
             trace: s.trace_check.clone(),
             anomalies: s.anomalies,
@@ -296,7 +340,7 @@ impl From<&Summary> for ReportModel {
             run_faults: run_faults(s),
             charts: Charts {
                 timelines: timelines(s),
-                latency: latency_histogram(&s.latencies_ms),
+                latency: s.latency.iter().map(latency_histogram).collect(),
             },
         }
     }
@@ -318,7 +362,10 @@ fn headline(s: &Summary) -> Headline {
         finished_at: s.finished_at.clone(),
         interrupted: s.interrupted,
         senders: senders.join(", "),
+        duration: format!("{:.1}s", s.duration_s),
+        duration_s: s.duration_s,
         held: s.expectations.iter().filter(|v| v.passed).count(),
+        skipped: s.expectations.iter().filter(|v| v.skipped).count(),
         expectations: s.expectations.len(),
         error: s.error.clone(),
         record_problems: s.record_problems.clone(),
@@ -341,7 +388,32 @@ fn change_line(c: &ChangeSummary) -> ChangeLine {
     }
 }
 
-fn matrix_row(c: &CellStats) -> MatrixRow {
+/// A matrix row; `verdicts` are the run's, of which those on this cell colour it.
+fn matrix_row(c: &CellStats, verdicts: &[Verdict]) -> MatrixRow {
+    let on_cell: Vec<&Verdict> = verdicts
+        .iter()
+        .filter(|v| v.phase == c.phase && v.sender == c.sender && v.tls == c.tls)
+        .collect();
+    let failed = on_cell.iter().filter(|v| !v.passed && !v.skipped).count();
+    let skipped = on_cell.iter().filter(|v| v.skipped).count();
+    let (verdict, checks) = if on_cell.is_empty() {
+        (CellVerdict::NoChecks, DASH.to_string())
+    } else if failed > 0 {
+        (
+            CellVerdict::Fail,
+            format!("{failed} of {} failed", on_cell.len()),
+        )
+    } else if skipped > 0 {
+        (
+            CellVerdict::Skipped,
+            format!("{skipped} of {} skipped", on_cell.len()),
+        )
+    } else {
+        (
+            CellVerdict::Pass,
+            format!("{n} of {n} held", n = on_cell.len()),
+        )
+    };
     let observed = |n: u64| {
         if c.observed {
             n.to_string()
@@ -350,6 +422,8 @@ fn matrix_row(c: &CellStats) -> MatrixRow {
         }
     };
     MatrixRow {
+        verdict,
+        checks,
         phase: c.phase.clone(),
         sender: c.sender.clone(),
         source_ip: c.source_ip.clone(),
@@ -387,9 +461,19 @@ fn delta_row(d: &Delta) -> DeltaRow {
     }
 }
 
-fn expectation_row(v: &Verdict) -> ExpectationRow {
+/// An expectation's row; its time is its cell's sending time, found among `cells`.
+fn expectation_row(v: &Verdict, cells: &[CellStats]) -> ExpectationRow {
+    let status = match (v.passed, v.skipped) {
+        (true, _) => CheckStatus::Pass,
+        (false, true) => CheckStatus::Skipped,
+        (false, false) => CheckStatus::Fail,
+    };
+    let cell = cells
+        .iter()
+        .find(|c| c.phase == v.phase && c.sender == v.sender && c.tls == v.tls);
     ExpectationRow {
-        passed: v.passed,
+        status,
+        time_s: cell.map_or(0.0, |c| c.sending_s),
         phase: v.phase.clone(),
         sender: v.sender.clone(),
         tls: v.tls,
@@ -403,6 +487,10 @@ fn expectation_row(v: &Verdict) -> ExpectationRow {
 fn reply_row(g: &ReplyGroup) -> ReplyRow {
     ReplyRow {
         count: g.count,
+        first_attempts: g.first_attempts,
+        retries: g.retries,
+        probes: g.probes,
+        unplanned: g.unplanned,
         sample: g.sample.clone(),
         from: g.source_ips.join(", "),
         meaning: g.meaning.clone(),
@@ -440,12 +528,121 @@ fn share(fraction: f64) -> Share {
 }
 
 /// A latency: whole ms under 10 s, tenths of seconds from there; a dash when none.
-fn ms(v: Option<f64>) -> String {
+pub(super) fn ms(v: Option<f64>) -> String {
     match v {
         Some(x) if x >= 10_000.0 => format!("{:.1}s", x / 1000.0),
         Some(x) => format!("{x:.0}ms"),
         None => DASH.into(),
     }
+}
+
+/// The failure summary: each failed expectation with its numbers, the run's own faults, a trace
+/// disagreement, and what was skipped; one sentence over it all.
+fn failure_summary(s: &Summary) -> FailureSummary {
+    let mut failed: Vec<String> = s
+        .expectations
+        .iter()
+        .filter(|v| !v.passed && !v.skipped)
+        .map(|v| {
+            format!(
+                "{}/{}/{}: {} — actual {} ({})",
+                v.phase, v.sender, v.tls, v.check, v.actual, v.detail
+            )
+        })
+        .collect();
+    let failed_checks = failed.len();
+    let faults = run_faults(s);
+    failed.extend(faults.iter().map(|f| format!("Run: {f}")));
+    let trace_failed = s.trace_check.as_ref().filter(|t| !t.agreed);
+    if let Some(t) = trace_failed {
+        failed.push(format!(
+            "Trace cross-check: the attempt records and the simulator's message trace disagree ({} mismatches; first: {})",
+            t.mismatches.len(),
+            t.mismatches.first().map_or("–", String::as_str)
+        ));
+    }
+    let skipped: Vec<String> = s
+        .expectations
+        .iter()
+        .filter(|v| v.skipped)
+        .map(|v| {
+            format!(
+                "{}/{}/{}: {} — {}",
+                v.phase, v.sender, v.tls, v.check, v.detail
+            )
+        })
+        .collect();
+    let n = s.expectations.len();
+    let headline = if failed.is_empty() && skipped.is_empty() {
+        format!(
+            "Nothing failed: all {n} expectations held and the run completed with intact records."
+        )
+    } else {
+        let mut parts = vec![format!("{failed_checks} of {n} expectations failed")];
+        if !skipped.is_empty() {
+            parts.push(format!("{} were skipped (never measured)", skipped.len()));
+        }
+        if let Some(first) = faults.first() {
+            parts.push(format!("the run itself failed ({first})"));
+        }
+        if trace_failed.is_some() {
+            parts.push("the simulator's trace disagrees".into());
+        }
+        format!("{}.", parts.join("; "))
+    };
+    FailureSummary {
+        failed,
+        skipped,
+        headline,
+    }
+}
+
+/// What each table and chart counts, and the totals that reconcile them with the records (and
+/// with what the run printed while it ran, which counts probes too).
+fn counting(s: &Summary) -> Vec<String> {
+    let t: &Totals = &s.totals;
+    let mut lines = vec![format!(
+        "Matrix, expectations, before/after, timelines and latency histograms: the {} planned messages sent, each counted once by its first attempt; {} retries are counted apart{}.",
+        t.sent,
+        t.retries,
+        if t.unsent > 0 {
+            format!(", and {} planned messages never sent are left out", t.unsent)
+        } else {
+            String::new()
+        }
+    )];
+    lines.push(if t.probes > 0 {
+        format!("Change-step probes: {} probe messages, sent while waiting for the connector change to take effect, are counted only in the probe table, the replies' probes column and these totals; no chart and no expectation includes them.", t.probes)
+    } else {
+        "Change-step probes: none were sent.".into()
+    });
+    lines.push("Replies seen: every negative reply of every attempt, split into planned first attempts (these add up to the matrix's columns), retries, probes and unplanned attempts.".into());
+    let unplanned = if t.unplanned > 0 {
+        format!(" + {} unplanned", t.unplanned)
+    } else {
+        String::new()
+    };
+    lines.push(format!(
+        "Attempt records: {} = {} planned first attempts + {} retries + {} never sent + {} probes{unplanned}.",
+        t.attempts, t.sent, t.retries, t.unsent, t.probes
+    ));
+    if s.cells.iter().any(|c| c.observed) {
+        let (p, q, u) = (&t.planned_copies, &t.probe_copies, &t.unplanned_copies);
+        lines.push(format!(
+            "Mailbox copies (one per recipient) found: {} = {} of planned messages + {} of probes{}; missing: {} = {} + {}{}. The matrix's delivered counts planned messages all of whose copies arrived.",
+            p.found + q.found + u.found,
+            p.found,
+            q.found,
+            if u.found > 0 { format!(" + {} unplanned", u.found) } else { String::new() },
+            p.missing + q.missing + u.missing,
+            p.missing,
+            q.missing,
+            if u.missing > 0 { format!(" + {}", u.missing) } else { String::new() },
+        ));
+    } else {
+        lines.push("Delivery was not observed in this run: delivered, inbox, junk and missing are unknown (dashes).".into());
+    }
+    lines
 }
 
 /// Why the run itself must fail in CI even if its expectations held.
@@ -508,65 +705,10 @@ pub fn next_steps(s: &Summary) -> Vec<String> {
     steps
 }
 
-/// Each phase's outcome timeline: rows by sender, then the TLS mode's name.
-fn timelines(s: &Summary) -> Vec<Timeline> {
-    let mut out = Vec::new();
-    for phase in &s.phases {
-        let pts: Vec<_> = s
-            .timeline
-            .iter()
-            .filter(|p| p.phase == phase.name)
-            .collect();
-        if pts.is_empty() {
-            continue;
-        }
-        let mut rows: Vec<(&str, TlsMode)> =
-            pts.iter().map(|p| (p.sender.as_str(), p.tls)).collect();
-        // Alphabetical by the mode's name, as the rows have always been, not in TlsMode's order.
-        rows.sort_by_key(|&(sender, tls)| (sender, tls.as_str()));
-        rows.dedup();
-        let dots = pts
-            .iter()
-            .filter_map(|p| {
-                let row = rows.iter().position(|r| r.0 == p.sender && r.1 == p.tls)?;
-                Some(Dot {
-                    row,
-                    t_ms: p.t_ms,
-                    outcome: p.outcome,
-                })
-            })
-            .collect();
-        out.push(Timeline {
-            phase: phase.name.clone(),
-            rows: rows.into_iter().map(|(s, t)| (s.to_string(), t)).collect(),
-            dots,
-            max_t_ms: pts.iter().map(|p| p.t_ms).fold(1.0_f64, f64::max),
-        });
-    }
-    out
-}
-
-/// Latencies (ms) binned from 0 to the largest; the largest falls in the last bin.
-fn latency_histogram(latencies_ms: &[f64]) -> LatencyHistogram {
-    let max_ms = latencies_ms.iter().copied().fold(1.0_f64, f64::max);
-    let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
-    for v in latencies_ms {
-        let b = ((v / max_ms) * LATENCY_BINS as f64).floor() as usize;
-        *counts.entry(b.min(LATENCY_BINS - 1)).or_default() += 1;
-    }
-    LatencyHistogram {
-        delivered: latencies_ms.len(),
-        bins: LATENCY_BINS,
-        max_ms,
-        peak: counts.values().copied().max().unwrap_or(1),
-        counts,
-    }
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
-    use crate::analysis::{Onset, TimelinePoint};
+    use crate::analysis::Onset;
 
     /// The summary of the committed golden run (tests/data/golden/main-run).
     pub fn golden() -> Summary {
@@ -605,7 +747,7 @@ pub(super) mod tests {
             after_s: 0.26,
             accepted_before: 0,
         });
-        let r = matrix_row(&c);
+        let r = matrix_row(&c, &[]);
         assert_eq!(
             (r.accepted.1.as_str(), r.throttled.1.as_str()),
             ("–", "–"),
@@ -623,7 +765,7 @@ pub(super) mod tests {
         assert_eq!((r.p50.as_str(), r.p95.as_str()), ("9999ms", "10.0s"));
         assert_eq!((r.min_tls.as_str(), r.onset.as_str()), ("–", "#12 at 0.3s"));
         c.latency_p50_ms = None;
-        assert_eq!(matrix_row(&c).p50, "–");
+        assert_eq!(matrix_row(&c, &[]).p50, "–");
     }
 
     #[test]
@@ -738,6 +880,63 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_failure_summary_lists_failures_with_numbers_then_faults_and_skips() {
+        let mut s = golden();
+        let m = ReportModel::from(&s);
+        assert!(m.failures.failed.is_empty() && m.failures.skipped.is_empty());
+        assert_eq!(
+            m.failures.headline,
+            "Nothing failed: all 18 expectations held and the run completed with intact records."
+        );
+        s.expectations[4].passed = false;
+        s.expectations[4].actual = "0.083".into();
+        s.expectations[4].detail = "1 of 12 sent were throttled".into();
+        (s.expectations[5].passed, s.expectations[5].skipped) = (false, true);
+        s.expectations[5].detail = "not measured".into();
+        s.interrupted = true;
+        s.trace_check.as_mut().unwrap().agreed = false;
+        let f = ReportModel::from(&s).failures;
+        assert_eq!(
+            f.failed,
+            [
+                "after/primary/starttls: throttle_rate <= 0 — actual 0.083 (1 of 12 sent were throttled)",
+                "Run: the run was interrupted",
+                "Trace cross-check: the attempt records and the simulator's message trace disagree (0 mismatches; first: –)",
+            ]
+        );
+        assert_eq!(
+            f.skipped,
+            ["after/secondary/starttls: throttle_rate <= 0 — not measured"]
+        );
+        assert_eq!(f.headline, "1 of 18 expectations failed; 1 were skipped (never measured); the run itself failed (the run was interrupted); the simulator's trace disagrees.");
+        let m = ReportModel::from(&s);
+        let verdicts: Vec<CellVerdict> = m.matrix.iter().map(|r| r.verdict).collect();
+        assert_eq!(verdicts[4], CellVerdict::Fail, "{:?}", m.matrix[4]);
+        assert_eq!(m.matrix[4].checks, "1 of 6 failed");
+        assert_eq!(m.matrix[0].checks, "1 of 1 held");
+        assert!(m.probes.iter().all(|r| r.verdict == CellVerdict::NoChecks));
+        assert_eq!(m.expectations[5].status, CheckStatus::Skipped);
+    }
+
+    #[test]
+    fn the_page_says_what_it_counts_where_and_reconciles_the_totals() {
+        let m = ReportModel::from(&golden());
+        assert_eq!(m.counting.len(), 5);
+        assert!(m.counting[0].starts_with("Matrix, expectations, before/after, timelines and latency histograms: the 84 planned messages sent"));
+        assert!(m.counting[1].starts_with("Change-step probes: 16 probe messages"));
+        assert_eq!(m.counting[3], "Attempt records: 100 = 84 planned first attempts + 0 retries + 0 never sent + 16 probes.");
+        assert!(m.counting[4].starts_with("Mailbox copies (one per recipient) found: 36 = 34 of planned messages + 2 of probes; missing: 0 = 0 + 0."), "{}", m.counting[4]);
+        let mut s = golden();
+        for c in &mut s.cells {
+            c.observed = false;
+        }
+        s.totals.probes = 0;
+        let m = ReportModel::from(&s);
+        assert_eq!(m.counting[1], "Change-step probes: none were sent.");
+        assert!(m.counting[4].starts_with("Delivery was not observed"));
+    }
+
+    #[test]
     fn run_faults_name_an_interruption_an_error_and_each_record_problem() {
         let mut s = golden();
         assert!(run_faults(&s).is_empty());
@@ -751,71 +950,6 @@ pub(super) mod tests {
                 "the run could not finish: boom",
                 "attempts.jsonl:9: cut short"
             ]
-        );
-    }
-
-    fn point(phase: &str, sender: &str, tls: TlsMode, t_ms: f64) -> TimelinePoint {
-        TimelinePoint {
-            phase: phase.into(),
-            sender: sender.into(),
-            tls,
-            t_ms,
-            outcome: OutcomeClass::Accepted,
-        }
-    }
-
-    #[test]
-    fn timelines_have_a_row_per_sender_and_tls_by_name_and_skip_silent_phases() {
-        let mut s = golden();
-        s.timeline = vec![
-            point("after", "secondary", TlsMode::None, 0.5),
-            point("after", "primary", TlsMode::StarttlsOpportunistic, 0.2),
-            point("after", "primary", TlsMode::Starttls, 0.1),
-            point("after", "primary", TlsMode::Implicit, 0.3),
-            point("after", "secondary", TlsMode::None, 0.7),
-        ];
-        let t = timelines(&s);
-        assert_eq!(t.len(), 1, "the phase with no points has no chart");
-        let rows: Vec<(&str, &str)> = t[0]
-            .rows
-            .iter()
-            .map(|(s, m)| (s.as_str(), m.as_str()))
-            .collect();
-        assert_eq!(
-            rows,
-            [
-                ("primary", "implicit"),
-                ("primary", "starttls"),
-                ("primary", "starttls-opportunistic"),
-                ("secondary", "none")
-            ]
-        );
-        let dot_rows: Vec<usize> = t[0].dots.iter().map(|d| d.row).collect();
-        assert_eq!(dot_rows, [3, 2, 1, 0, 3], "dots in the summary's order");
-        assert_eq!(t[0].max_t_ms, 1.0, "the axis is at least 1 ms long");
-        assert_eq!(
-            timelines(&golden())
-                .iter()
-                .map(|t| t.dots.len())
-                .sum::<usize>(),
-            84
-        );
-    }
-
-    #[test]
-    fn the_latency_histogram_puts_the_largest_in_the_last_bin() {
-        let h = latency_histogram(&[0.0, 50.0, 99.0, 100.0, 100.0]);
-        assert_eq!((h.delivered, h.bins, h.max_ms, h.peak), (5, 20, 100.0, 3));
-        assert_eq!(h.counts, BTreeMap::from([(0, 1), (10, 1), (19, 3)]));
-        let empty = latency_histogram(&[]);
-        assert_eq!(
-            (
-                empty.delivered,
-                empty.counts.len(),
-                empty.max_ms,
-                empty.peak
-            ),
-            (0, 0, 1.0, 1)
         );
     }
 }
