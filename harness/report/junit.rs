@@ -106,6 +106,48 @@ fn testcase(o: &mut String, class: &str, name: &str, failure: Option<Failure>) {
     }
 }
 
+/// One JUnit file for a whole suite: one `<testsuites>` holding each run's `<testsuite>` exactly
+/// as [`render_junit`] writes it, and one failing suite per scenario that could not run (`not_run`:
+/// scenario name, why). A thin wrapper, so the per-run content is defined in one place.
+pub fn render_junit_suite(runs: &[ReportModel], not_run: &[(String, String)]) -> String {
+    let mut tests = 0usize;
+    let mut failures = 0usize;
+    let mut body = String::new();
+    for m in runs {
+        let one = render_junit(m);
+        tests += count_attr(&one, "tests");
+        failures += count_attr(&one, "failures");
+        // The run's own <testsuite> element: everything inside its <testsuites> wrapper.
+        let start = one.find("  <testsuite ").unwrap_or(0);
+        let end = one.rfind("</testsuites>").unwrap_or(one.len());
+        body.push_str(&one[start..end]);
+    }
+    for (scenario, why) in not_run {
+        tests += 1;
+        failures += 1;
+        let _ = writeln!(
+            body,
+            "  <testsuite name=\"{0}\" tests=\"1\" failures=\"1\">\n    <testcase classname=\"{0}.run\" name=\"the run completed with intact records\">\n      <failure message=\"{1}\">{1}</failure>\n    </testcase>\n  </testsuite>",
+            esc(scenario),
+            esc(why)
+        );
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mailharness\" tests=\"{tests}\" failures=\"{failures}\">\n{body}</testsuites>\n"
+    )
+}
+
+/// The number in the first `name="…"` attribute of a rendered file (its `<testsuites>` totals).
+fn count_attr(xml: &str, name: &str) -> usize {
+    let key = format!(" {name}=\"");
+    xml.find(&key)
+        .and_then(|i| {
+            let rest = &xml[i + key.len()..];
+            rest[..rest.find('"')?].parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +195,22 @@ mod tests {
         );
         assert!(x.contains("<failure message=\"2 mismatches\">x\ny</failure>"));
         assert_eq!(x.matches("<failure").count(), 3);
+    }
+
+    #[test]
+    fn a_suite_file_holds_each_run_suite_and_the_runs_that_could_not_run() {
+        let mut failing = golden();
+        failing.expectations[0].passed = false;
+        let runs = [ReportModel::from(&golden()), ReportModel::from(&failing)];
+        let x = render_junit_suite(&runs, &[("smoke".into(), "cannot start <sim>".into())]);
+        assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mailharness\" tests=\"41\" failures=\"2\">\n  <testsuite "), "{x}");
+        assert_eq!(x.matches("<testsuite ").count(), 3);
+        assert_eq!(x.matches("</testsuite>").count(), 3);
+        assert_eq!(x.matches("<testsuites").count(), 1);
+        assert!(
+            x.contains("<failure message=\"cannot start &lt;sim&gt;\">"),
+            "{x}"
+        );
+        assert!(x.ends_with("  </testsuite>\n</testsuites>\n"), "{x}");
     }
 }

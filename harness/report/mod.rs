@@ -12,7 +12,7 @@ use std::path::Path;
 use crate::analysis::{files, Summary};
 
 pub use html::render_html;
-pub use junit::render_junit;
+pub use junit::{render_junit, render_junit_suite};
 pub use markdown::render_markdown;
 pub use model::ReportModel;
 
