@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use cli_support::run;
 
 fn run_dirs(reports: &Path) -> Vec<PathBuf> {
+    // `latest` links the newest run directory; the run directories themselves are real ones.
     let mut v: Vec<PathBuf> = std::fs::read_dir(reports)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.is_symlink())
         .collect();
     v.sort();
     v
@@ -26,7 +28,7 @@ fn the_main_scenario_shows_throttling_before_and_none_after_for_both_ips() {
     let (code, out) = run(&[
         "run",
         "scenarios/connector-before-after.toml",
-        "--reports",
+        "--out",
         reports.path().to_str().unwrap(),
         "--no-progress",
     ]);
@@ -79,7 +81,7 @@ fn the_tls_enforcement_and_smoke_suites_pass_in_one_run() {
         "run",
         "scenarios/tls-enforcement.toml",
         "scenarios/smoke.toml",
-        "--reports",
+        "--out",
         reports.path().to_str().unwrap(),
         "--no-progress",
     ]);
@@ -112,7 +114,7 @@ fn a_connector_that_never_takes_effect_fails_the_run() {
         scenario.to_str().unwrap(),
         "--target",
         target.to_str().unwrap(),
-        "--reports",
+        "--out",
         reports.to_str().unwrap(),
         "--no-progress",
     ]);
@@ -137,7 +139,7 @@ fn bad_input_exits_2_before_anything_is_sent() {
         "run",
         "scenarios/smoke.toml",
         "tests/malformed/scenarios/08-unknown-sender-role.toml",
-        "--reports",
+        "--out",
         reports.path().to_str().unwrap(),
     ]);
     assert_eq!(code, Some(2), "{out}");

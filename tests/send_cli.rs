@@ -80,12 +80,14 @@ async fn sends_a_burst_and_prints_a_summary() {
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
+    // Three of eight throttled at RCPT: exit 24, swaks' "no RCPTs accepted" (see `send --help`).
     assert_eq!(
         o.status.code(),
-        Some(0),
+        Some(24),
         "{stdout}\n{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert!(stdout.contains("exit 24: no recipient was accepted"), "{stdout}");
     // The default tenant's bucket holds 5 messages for a new IP; the rest are throttled.
     assert!(stdout.contains("accepted         5"), "{stdout}");
     assert!(stdout.contains("throttled        3"), "{stdout}");

@@ -13,7 +13,7 @@ use tokio::net::TcpSocket;
 
 use super::message::{build_message, message_id, MessageSpec};
 use super::wire::{dot_stuff_into, Conn, ReadError};
-use super::SendContext;
+use super::{SendContext, TapEvent};
 use crate::record::{AttemptRecord, DecidingReply, Exchange, Stage, TlsInfo, RECORD_SCHEMA};
 use crate::reply::{classify, parse_reply_lines, Context, Reply};
 use crate::text::clip;
@@ -139,7 +139,7 @@ pub(crate) fn finish(
         enhanced: r.enhanced.map(|e| e.to_string()),
         text: r.text(),
     });
-    AttemptRecord {
+    let rec = AttemptRecord {
         schema: RECORD_SCHEMA,
         run_id: ctx.run_id.clone(),
         attempt_id: meta.attempt_id(),
@@ -171,6 +171,15 @@ pub(crate) fn finish(
         token: log.token,
         queue_id: log.queue_id,
         error,
+    };
+    tap(ctx, rec.connection, TapEvent::Finished(&rec));
+    rec
+}
+
+/// Tells the context's transcript tap, if any, about a step of connection `conn`.
+fn tap(ctx: &SendContext, conn: u64, ev: TapEvent<'_>) {
+    if let Some(t) = &ctx.tap {
+        t.event(conn, ev);
     }
 }
 
@@ -229,6 +238,14 @@ impl Session {
         let id = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
         log.connection = id;
         let t0 = Instant::now();
+        tap(
+            ctx,
+            id,
+            TapEvent::Connecting {
+                from: source_ip,
+                to: dest,
+            },
+        );
         let tcp = match connect(ctx, source_ip, dest).await {
             Ok(s) => s,
             Err(e) => {
@@ -237,6 +254,7 @@ impl Session {
                 return None;
             }
         };
+        tap(ctx, id, TapEvent::Connected);
         push(ctx, log, Stage::Connect, None, None, t0);
         let conn = if mode == TlsMode::Implicit {
             let (stream, info) = tls_handshake(ctx, log, tcp).await?;
@@ -659,6 +677,7 @@ async fn tls_handshake(
     match result {
         Ok(Ok(s)) => {
             let info = ctx.tls.info(&s);
+            tap(ctx, log.connection, TapEvent::TlsStarted(&info));
             Some((Stream::Tls(Box::new(s)), info))
         }
         Ok(Err(e)) => {
@@ -698,6 +717,9 @@ fn push(
         elapsed_ms: now.duration_since(sent_at).as_secs_f64() * 1000.0,
         at_ms: ctx.clock.ms(now),
     });
+    if let Some(ex) = log.transcript.last() {
+        tap(ctx, log.connection, TapEvent::Exchange(ex));
+    }
 }
 
 /// Whether an EHLO reply lists `ext` (first word of a line after the first, any case).
