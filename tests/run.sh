@@ -14,6 +14,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
+# tests/cli_json.rs validates every command's --json output against schemas/ with Python's
+# jsonschema (PyPI), installed the way the test bed installs its tools: only when missing.
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+    python3 -m pip install -q jsonschema
+fi
+
 export MH_TESTBED_DIR="${MH_TESTBED_DIR:-$PWD/tests/.testbed}"
 trap 'tests/testbed.sh down || true' EXIT
 tests/testbed.sh up
