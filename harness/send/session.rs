@@ -238,15 +238,7 @@ impl Session {
         let id = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
         log.connection = id;
         let t0 = Instant::now();
-        tap(
-            ctx,
-            id,
-            TapEvent::Connecting {
-                from: source_ip,
-                to: dest,
-            },
-        );
-        let tcp = match connect(ctx, source_ip, dest).await {
+        let tcp = match connect_tapped(ctx, id, source_ip, dest).await {
             Ok(s) => s,
             Err(e) => {
                 push(ctx, log, Stage::Connect, None, None, t0);
@@ -254,7 +246,6 @@ impl Session {
                 return None;
             }
         };
-        tap(ctx, id, TapEvent::Connected);
         push(ctx, log, Stage::Connect, None, None, t0);
         let conn = if mode == TlsMode::Implicit {
             let (stream, info) = tls_handshake(ctx, log, tcp).await?;
@@ -627,6 +618,25 @@ impl Session {
         use tokio::io::AsyncWriteExt;
         let _ = tokio::time::timeout(QUIT_TIMEOUT, self.conn.stream.shutdown()).await;
     }
+}
+
+/// [`connect`], telling the transcript tap before it starts and once it is open.
+async fn connect_tapped(
+    ctx: &SendContext,
+    id: u64,
+    source_ip: Ipv4Addr,
+    dest: SocketAddrV4,
+) -> Result<tokio::net::TcpStream, String> {
+    let ev = TapEvent::Connecting {
+        from: source_ip,
+        to: dest,
+    };
+    tap(ctx, id, ev);
+    let r = connect(ctx, source_ip, dest).await;
+    if r.is_ok() {
+        tap(ctx, id, TapEvent::Connected);
+    }
+    r
 }
 
 /// Opens the TCP connection from `source_ip` (IPv4 only) within the connect timeout.
