@@ -57,6 +57,16 @@ pub enum CliError {
         /// What is wrong and what would be right.
         message: String,
     },
+    /// An input file's content is unusable.
+    #[error("{flag} {}: {message}", path.display())]
+    BadInput {
+        /// The flag naming it.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what would be right.
+        message: String,
+    },
     /// An input file (or stdin) could not be read.
     #[error("{flag} {}: cannot read it", path.display())]
     Input {
@@ -113,6 +123,7 @@ impl CliError {
             | CliError::Explain(_)
             | CliError::Connector(_)
             | CliError::Flag { .. }
+            | CliError::BadInput { .. }
             | CliError::Input { .. } => EXIT_CONFIG,
             CliError::Run(e) => of_class(e.class()),
             CliError::Ops(e) => of_class(e.class()),

@@ -137,23 +137,21 @@ fn confirm_text(
         text.subject = s;
     }
     if let Some(p) = text_file {
-        let body =
-            String::from_utf8(read_input("--text-file", p)?).map_err(|e| CliError::Flag {
-                flag: "--text-file",
-                message: format!(
-                    "{}: not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
-                    p.display(),
-                    e.utf8_error().valid_up_to()
-                ),
-            })?;
+        let bad = |message: String| CliError::BadInput {
+            flag: "--text-file",
+            path: p.to_path_buf(),
+            message,
+        };
+        let body = String::from_utf8(read_input("--text-file", p)?).map_err(|e| {
+            bad(format!(
+                "not UTF-8 text (invalid byte at offset {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         if body.trim().is_empty() {
-            return Err(CliError::Flag {
-                flag: "--text-file",
-                message: format!(
-                    "{}: is empty; write the text the customer should read",
-                    p.display()
-                ),
-            });
+            return Err(bad(
+                "is empty; write the text the customer should read".into()
+            ));
         }
         text.body = body;
     }
