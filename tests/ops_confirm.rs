@@ -242,7 +242,7 @@ fn the_cli_confirms_against_the_built_in_simulator() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--report-dir") && err.contains("give a directory path"),
+        err.contains("--out") && err.contains("give a directory path"),
         "{err}"
     );
     assert!(

@@ -14,7 +14,8 @@ if ! command -v chromium >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 fi
 
-# The JSON Schemas in schemas/ are checked with Python's jsonschema (tests/report_schemas.rs): pip
+# The JSON Schemas in schemas/ are checked with Python's jsonschema (tests/report_schemas.rs,
+# tests/cli_json.rs): pip
 # where Python allows it, else Debian's package.
 if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
     python3 -m pip install -q jsonschema || {

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use cli_support::run;
 
 fn run_dirs(reports: &Path) -> Vec<PathBuf> {
+    // `latest` links the newest run directory; the run directories themselves are real ones.
     let mut v: Vec<PathBuf> = std::fs::read_dir(reports)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.is_symlink())
         .collect();
     v.sort();
     v
@@ -26,14 +28,54 @@ fn the_main_scenario_shows_throttling_before_and_none_after_for_both_ips() {
     let (code, out) = run(&[
         "run",
         "scenarios/connector-before-after.toml",
-        "--reports",
+        "--out",
         reports.path().to_str().unwrap(),
         "--no-progress",
     ]);
     assert_eq!(code, Some(0), "{out}");
+    // Without a terminal (stdout and stderr are pipes here) the log tells the same story as the
+    // screen: one line per finished burst with both phases' numbers, the before→after table.
+    for line in [
+        "burst before/primary/none/0: sent 12, accepted 5, throttled 7, tls-required 0, other 0, onset #5 at ",
+        "burst before/secondary/starttls/1: sent 12, accepted 0, throttled 12, tls-required 0, other 0, onset #0 at ",
+        "burst after/primary/starttls/0: sent 12, accepted 12, throttled 0, tls-required 0, other 0, onset none",
+        "burst after/secondary/none/1: sent 6, accepted 0, throttled 0, tls-required 6, other 0, onset none",
+        "observed: 36 of 36 found, 0 missing",
+        "PASS: 18 of 18 expectations held",
+        "  before → after, per sender × TLS:",
+    ] {
+        assert!(out.contains(line), "`{line}` missing:\n{out}");
+    }
+    let row = |sender: &str, tls: &str| {
+        out.lines()
+            .find(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.first() == Some(&sender) && w.get(2) == Some(&tls)
+            })
+            .unwrap_or_else(|| panic!("no table row for {sender}/{tls}:\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(
+        row("primary", "starttls").contains("0/12 → 12/12 12/12 → 0/12"),
+        "{out}"
+    );
+    assert!(
+        row("secondary", "none").contains("5/12 → 0/6 7/12 → 0/6 0/12 → 6/6"),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\r'),
+        "no bars or colours in a log"
+    );
     let dirs = run_dirs(reports.path());
     assert_eq!(dirs.len(), 1);
     let dir = &dirs[0];
+    assert_eq!(
+        std::fs::read_link(reports.path().join("latest")).unwrap(),
+        dir.file_name().unwrap()
+    );
     for f in [
         "summary.json",
         "report.md",
@@ -75,16 +117,49 @@ fn the_main_scenario_shows_throttling_before_and_none_after_for_both_ips() {
 #[test]
 fn the_tls_enforcement_and_smoke_suites_pass_in_one_run() {
     let reports = tempfile::tempdir().unwrap();
+    let junit = reports.path().join("suite").join("junit.xml");
     let (code, out) = run(&[
         "run",
         "scenarios/tls-enforcement.toml",
         "scenarios/smoke.toml",
         "--reports",
         reports.path().to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
         "--no-progress",
     ]);
     assert_eq!(code, Some(0), "{out}");
-    assert_eq!(run_dirs(reports.path()).len(), 2);
+    let dirs: Vec<PathBuf> = run_dirs(reports.path())
+        .into_iter()
+        .filter(|d| d.file_name().is_some_and(|n| n != "suite"))
+        .collect();
+    assert_eq!(dirs.len(), 2);
+    // One total line for the suite, one JUnit file holding both runs' suites.
+    let total = out
+        .lines()
+        .filter(|l| l.starts_with("SUITE "))
+        .collect::<Vec<_>>();
+    assert_eq!(total.len(), 1, "{out}");
+    assert!(
+        total[0].starts_with("SUITE PASS: 2 runs, 2 passed, 0 failed"),
+        "{out}"
+    );
+    let x = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(x.matches("<testsuites").count(), 1, "{x}");
+    assert_eq!(x.matches("<testsuite ").count(), 2, "{x}");
+    assert!(
+        x.contains("name=\"tls-enforcement\"") && x.contains("name=\"smoke\""),
+        "{x}"
+    );
+    let smoke = dirs
+        .iter()
+        .find(|d| d.to_string_lossy().contains("smoke-"))
+        .unwrap();
+    assert_eq!(
+        std::fs::read_link(reports.path().join("latest")).unwrap(),
+        smoke.file_name().unwrap(),
+        "latest is the newest run"
+    );
 }
 
 #[test]
@@ -112,7 +187,7 @@ fn a_connector_that_never_takes_effect_fails_the_run() {
         scenario.to_str().unwrap(),
         "--target",
         target.to_str().unwrap(),
-        "--reports",
+        "--out",
         reports.to_str().unwrap(),
         "--no-progress",
     ]);
@@ -137,7 +212,7 @@ fn bad_input_exits_2_before_anything_is_sent() {
         "run",
         "scenarios/smoke.toml",
         "tests/malformed/scenarios/08-unknown-sender-role.toml",
-        "--reports",
+        "--out",
         reports.path().to_str().unwrap(),
     ]);
     assert_eq!(code, Some(2), "{out}");
@@ -288,4 +363,37 @@ fn a_simulated_mailbox_with_its_own_password_is_observed() {
     assert!(text.contains("0 missing"), "{text}");
     let run_dir = &run_dirs(&reports)[0];
     assert!(!run_dir.join("sim").join("imap-password").exists());
+}
+
+/// An error that ends a run is printed on stderr with its cause (here: the simulated mailbox's
+/// password variable is not set), not only in the reports.
+#[test]
+fn an_error_that_ends_a_run_is_printed_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("unset-password.toml");
+    let builtin = std::fs::read_to_string("scenarios/targets/sim.toml").unwrap();
+    std::fs::write(
+        &target,
+        format!(
+            "{builtin}\n[simulator]\naccepted_domains = [\"contoso.example\"]\n\n\
+             [[simulator.mailboxes]]\naddress = \"qa1@contoso.example\"\npassword_env = \"MH_RUN_SIM_SURELY_UNSET_PW\"\n\n\
+             [[simulator.mailboxes]]\naddress = \"qa2@contoso.example\"\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailharness"))
+        .args(["run", "scenarios/smoke.toml", "--no-progress", "--target"])
+        .arg(&target)
+        .arg("--out")
+        .arg(dir.path().join("reports"))
+        .env_remove("MH_RUN_SIM_SURELY_UNSET_PW")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("could not run scenarios/smoke.toml"), "{err}");
+    assert!(
+        err.contains("MH_RUN_SIM_SURELY_UNSET_PW") && err.contains("not set"),
+        "{err}"
+    );
 }

@@ -91,6 +91,7 @@ fn only_run_dir(reports: &Path) -> PathBuf {
     let dirs: Vec<PathBuf> = std::fs::read_dir(reports)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.is_symlink())
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     dirs[0].clone()

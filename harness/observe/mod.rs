@@ -10,6 +10,7 @@
 
 pub mod headers;
 pub mod imap;
+pub mod sim;
 pub mod tls;
 pub mod token;
 
@@ -81,6 +82,9 @@ pub enum ObserveError {
     /// Getting an XOAUTH2 token failed.
     #[error("cannot get an XOAUTH2 token: {0}")]
     Token(String),
+    /// The simulator's IMAP server could not serve a run's mailboxes again.
+    #[error("serving the simulator's mailboxes: {0}")]
+    Simulator(#[source] crate::sim::SimError),
     /// A command completed with NO or BAD.
     #[error("IMAP server {server}: {command} failed ({status:?}): {text}")]
     Command {
@@ -98,7 +102,10 @@ pub enum ObserveError {
 impl ObserveError {
     /// Whether this is a configuration problem (exit 2) rather than an infrastructure one (exit 3).
     pub fn is_config(&self) -> bool {
-        matches!(self, ObserveError::Config(_))
+        matches!(
+            self,
+            ObserveError::Config(_) | ObserveError::Simulator(crate::sim::SimError::Config(_))
+        )
     }
 
     /// Whether retrying on the next poll cannot help (bad configuration or credentials).

@@ -64,9 +64,14 @@ fn with_reference(text: &MessageText, reference: &str) -> MessageText {
     }
 }
 
+/// Version of the confirmation JSON (`confirm --json`, `confirm-<reference>.json`).
+pub const CONFIRM_SCHEMA: u32 = 1;
+
 /// The result, ready to share: the recipient is masked and no secret is in it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConfirmReport {
+    /// Version of this document ([`CONFIRM_SCHEMA`]).
+    pub schema: u32,
     /// The reference id, in the message's subject and `X-Harness-Run` header.
     pub reference: String,
     /// When it was sent.
@@ -218,6 +223,7 @@ pub async fn confirm_with(
         }
     }
     Ok(ConfirmReport {
+        schema: CONFIRM_SCHEMA,
         reference,
         sent_at,
         to: mask_address(to),

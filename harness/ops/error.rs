@@ -50,8 +50,8 @@ pub enum OpsError {
     /// `--from-ip` cannot be sent from.
     #[error("--from-ip: {0}")]
     FromIp(#[source] SendError),
-    /// `--report-dir` cannot be created.
-    #[error("--report-dir {path}: cannot create this directory ({source}); give a directory path")]
+    /// `--out` cannot be created.
+    #[error("--out {path}: cannot create this directory ({source}); give a directory path")]
     ReportDir {
         /// The directory.
         path: PathBuf,

@@ -254,25 +254,56 @@ fn tls_warnings(tls: &TlsInfo, now: DateTime<Utc>) -> Vec<String> {
 /// target is one (started in-process for the duration).
 pub async fn verify(t: &LoadedTarget, opts: &VerifyOptions) -> Result<VerifyReport, OpsError> {
     if super::is_simulator(t) {
-        let dir = tempdir()?;
-        let sim = crate::sim::start(t.file.tenant(), &dir)
-            .await
-            .map_err(OpsError::Simulator)?;
-        let domain = t
-            .file
-            .tenant()
-            .accepted_domains
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        let ep = Endpoint::simulator(&sim, &domain)?;
-        let r = verify_with(t, &ep, opts).await;
-        let _ = sim.shutdown().await;
-        let _ = std::fs::remove_dir_all(&dir);
-        return r;
+        return verify_on_simulator(t, opts).await;
     }
     let ep = tenant_endpoint(t, opts.dns).await?;
-    verify_with(t, &ep, opts).await
+    let imap = match (&t.file.imap, opts.no_observe) {
+        (Some(_), false) => {
+            Some(
+                ImapTarget::from_target(&t.file).map_err(|source| OpsError::Imap {
+                    path: t.src.path.clone(),
+                    source,
+                })?,
+            )
+        }
+        _ => None,
+    };
+    verify_with(t, &ep, imap.as_ref(), opts).await
+}
+
+/// Verifies against the embedded simulator, started in-process for the duration, and reads its
+/// mailboxes through its own IMAP server (the generated password lives in memory only).
+async fn verify_on_simulator(
+    t: &LoadedTarget,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, OpsError> {
+    let dir = tempdir()?;
+    let mut tenant = t.file.tenant();
+    observe::sim::provision_sim_password(&mut tenant);
+    let domain = tenant.accepted_domains.first().cloned().unwrap_or_default();
+    let sim = crate::sim::start(tenant, &dir)
+        .await
+        .map_err(OpsError::Simulator)?;
+    let r = async {
+        let ep = Endpoint::simulator(&sim, &domain)?;
+        let imap = match sim.imap_addr() {
+            Some(addr) if !opts.no_observe => {
+                let ca = dir.join("tls").join("ca.pem");
+                let ca = sim.ca_cert_pem().is_some().then_some(ca.as_path());
+                Some(
+                    observe::sim::sim_imap_target(addr, ca, sim.config())
+                        .map_err(OpsError::Observe)?,
+                )
+            }
+            _ => None,
+        };
+        // Accepted mail reaches the Maildir through the simulator's delivery queue.
+        verify_with(t, &ep, imap.as_ref(), opts).await
+    }
+    .await;
+    let _ = sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    r
 }
 
 /// A private state directory for an in-process simulator.
@@ -287,10 +318,12 @@ pub(crate) fn tempdir() -> Result<std::path::PathBuf, OpsError> {
     }
 }
 
-/// Runs the verification against an already resolved endpoint.
+/// Runs the verification against an already resolved endpoint, reading the mailboxes through
+/// `imap` when given.
 pub async fn verify_with(
     t: &LoadedTarget,
     ep: &Endpoint,
+    imap: Option<&ImapTarget>,
     opts: &VerifyOptions,
 ) -> Result<VerifyReport, OpsError> {
     let path = &t.src.path;
@@ -301,16 +334,6 @@ pub async fn verify_with(
         .map(|m| m.get_ref().address.get_ref().clone())
         .ok_or_else(|| OpsError::NoMailbox { path: path.clone() })?;
     super::check_guard(t, &recipient)?;
-    let imap = if opts.no_observe || t.file.imap.is_none() {
-        None
-    } else {
-        Some(
-            ImapTarget::from_target(&t.file).map_err(|source| OpsError::Imap {
-                path: path.clone(),
-                source,
-            })?,
-        )
-    };
     let run_id = reference_id("verify");
     let ctx = ep.context(&run_id)?;
     let now = Utc::now();
@@ -319,7 +342,7 @@ pub async fn verify_with(
     for (role, ip) in senders(t) {
         results.push(check_ip(&ctx, role, ip, &recipient, now, &mut attempts).await);
     }
-    let observed = match &imap {
+    let observed = match imap {
         Some(imap) if attempts.iter().any(|a| a.outcome == OutcomeClass::Accepted) => {
             let oopts = ObserveOptions::from_target(&t.file);
             let obs = observe::observe(imap, &run_id, &attempts, &oopts)

@@ -191,6 +191,28 @@ fn testcase(o: &mut String, open: &str, outcome: &Outcome) {
     let _ = writeln!(o, ">\n      {inner}\n    </testcase>");
 }
 
+/// One JUnit file for a whole suite: each run's `<testsuite>`, and one failing `<testsuite>` for
+/// each scenario that could not run at all (`not_run`: scenario and why), so CI sees it.
+pub fn render_junit_suite(runs: &[ReportModel], not_run: &[(String, String)]) -> String {
+    let mut suites: Vec<JunitSuite> = runs.iter().map(junit_testsuite).collect();
+    for (scenario, why) in not_run {
+        let xml = format!(
+            "  <testsuite name=\"{0}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\">\n    <testcase classname=\"{0}.run\" name=\"the run completed with intact records\" time=\"0.000\">\n      <error message=\"{1}\" type=\"run\">{1}</error>\n    </testcase>\n  </testsuite>\n",
+            esc(scenario),
+            esc(why)
+        );
+        suites.push(JunitSuite {
+            xml,
+            tests: 1,
+            failures: 0,
+            errors: 1,
+            skipped: 0,
+            time_s: 0.0,
+        });
+    }
+    render_testsuites(&suites)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +314,22 @@ mod tests {
         assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mailharness\" tests=\"40\" failures=\"1\" errors=\"0\" time=\"21.564\">\n"), "{x}");
         assert!(x.contains(&one.xml) && x.contains(&two.xml));
         assert_eq!(x.matches("<testsuite ").count(), 2);
+    }
+
+    #[test]
+    fn a_suite_file_holds_each_run_suite_and_the_runs_that_could_not_run() {
+        let mut failing = golden();
+        failing.expectations[0].passed = false;
+        let runs = [ReportModel::from(&golden()), ReportModel::from(&failing)];
+        let x = render_junit_suite(&runs, &[("smoke".into(), "cannot start <sim>".into())]);
+        assert!(x.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"mailharness\" tests=\"41\" failures=\"1\" errors=\"1\""), "{x}");
+        assert_eq!(x.matches("<testsuite ").count(), 3);
+        assert_eq!(x.matches("</testsuite>").count(), 3);
+        assert_eq!(x.matches("<testsuites").count(), 1);
+        assert!(
+            x.contains("<error message=\"cannot start &lt;sim&gt;\" type=\"run\">"),
+            "{x}"
+        );
+        assert!(x.ends_with("  </testsuite>\n</testsuites>\n"), "{x}");
     }
 }

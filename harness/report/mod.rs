@@ -13,7 +13,7 @@ use std::path::Path;
 use crate::analysis::{files, Summary};
 
 pub use html::render_html;
-pub use junit::{junit_testsuite, render_junit, render_testsuites, JunitSuite};
+pub use junit::{junit_testsuite, render_junit, render_junit_suite, render_testsuites, JunitSuite};
 pub use markdown::render_markdown;
 pub use model::ReportModel;
 

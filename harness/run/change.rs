@@ -353,6 +353,8 @@ async fn run_hook(
         .env("MH_SENDER_IPS", c.sender_ips.join(","))
         .env("MH_REQUIRE_TLS", c.require_tls.to_string())
         .env("MH_SCENARIO", &plan.scenario)
+        // The simulated mailboxes' generated password is no business of a hook's.
+        .env_remove(crate::observe::sim::SIM_PASSWORD_ENV)
         .kill_on_drop(true);
     let out = tokio::select! {
         r = tokio::time::timeout(timeout.0, command.output()) => r,

@@ -16,9 +16,6 @@ pub enum RunError {
     /// The scenario does not expand against the target.
     #[error(transparent)]
     Plan(#[from] Diagnostics),
-    /// A sender IP is not assigned to this host.
-    #[error(transparent)]
-    SourceIp(SendError),
     /// Where mail goes could not be resolved.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
@@ -80,7 +77,7 @@ impl RunError {
     /// Whether the configuration is at fault (exit 2) or the surroundings (exit 3).
     pub fn class(&self) -> ErrorClass {
         match self {
-            RunError::Plan(_) | RunError::SourceIp(_) => ErrorClass::Config,
+            RunError::Plan(_) => ErrorClass::Config,
             RunError::Endpoint(e) => e.class(),
             // Settings that pass the plan but make no TLS client have always counted as the
             // surroundings' fault here (`verify` and `confirm` call them configuration).

@@ -62,13 +62,23 @@ pub async fn run_scenario(
     cancel: CancelToken,
 ) -> Result<RunOutcome, RunError> {
     let plan = crate::scenario::build_plan(scn, tgt)?;
-    for ip in plan.senders.values() {
-        send::check_source_ip(*ip).map_err(RunError::SourceIp)?;
-    }
+    // The same check, and the same positioned error, as `plan`'s.
+    crate::scenario::check_senders_here(tgt)?;
     let run_id = new_run_id(&plan.scenario);
     let run_dir = opts.reports_root.join(&run_id);
     create_dir(&run_dir)?;
     write_json(&run_dir.join(files::PLAN), &plan)?;
+    let progress = if opts.progress {
+        Progress::stderr()
+    } else {
+        Progress::hidden()
+    };
+    if let Err(e) = update_latest(&opts.reports_root, &run_id) {
+        progress.println(&format!(
+            "warning: cannot point {} at this run: {e}",
+            opts.reports_root.join(LATEST).display()
+        ));
+    }
 
     // The embedded simulator lives for the run, in the run directory (its Maildirs and trace).
     let simulator = match tgt.file.kind {
@@ -78,11 +88,6 @@ pub async fn run_scenario(
     let ctx = send_context(&plan, tgt, simulator.as_ref(), &run_id).await?;
     let started_at = ctx.clock.wall;
     let sink = AttemptSink::open(&run_dir).map_err(RunError::Sink)?;
-    let progress = if opts.progress {
-        Progress::stderr()
-    } else {
-        Progress::hidden()
-    };
     // `error` is set when a phase cannot go on; later phases are skipped, reports still written.
     let (phases, mut error) = PhaseRun {
         plan: &plan,
@@ -127,11 +132,11 @@ pub async fn run_scenario(
     Ok(RunOutcome { run_dir, summary })
 }
 
-/// Starts the embedded simulator with its state in the run directory and a generated IMAP
-/// password for its mailboxes.
+/// Starts the embedded simulator with its state in the run directory and the generated IMAP
+/// password (held in memory only) for its mailboxes.
 async fn start_simulator(tgt: &LoadedTarget, run_dir: &Path) -> Result<sim::SimHandle, RunError> {
     let mut tenant = tgt.file.tenant();
-    provision_sim_password(&mut tenant, run_dir)?;
+    observe::sim::provision_sim_password(&mut tenant);
     sim::start(tenant, &sim_dir(run_dir))
         .await
         .map_err(RunError::Simulator)
@@ -151,8 +156,6 @@ async fn stop_simulator(
             "warning: the simulator did not shut down cleanly: {e}"
         ));
     }
-    // The generated IMAP password dies with the simulator: keep no secret in the run directory.
-    let _ = std::fs::remove_file(sim_password_file(run_dir));
     copy_trace(&trace, &run_dir.join(files::SIM_TRACE))
 }
 
@@ -326,8 +329,8 @@ async fn observe_step(
 }
 
 /// The simulator's IMAP side for the harness itself: STARTTLS on its loopback port, trusting its
-/// CA, logging in with each mailbox's own password source (the run's generated file, unless the
-/// tenant file gave it one: see `provision_sim_password`).
+/// CA, logging in with each mailbox's own password source (the generated one, unless the tenant
+/// file gave it one).
 fn sim_imap_target(
     s: &sim::SimHandle,
     run_dir: &Path,
@@ -336,86 +339,31 @@ fn sim_imap_target(
         return Ok(None);
     };
     let ca = sim_dir(run_dir).join("tls").join("ca.pem");
-    let tls = observe::tls_config(Some(&ca))?;
-    Ok(Some(observe::ImapTarget {
-        connect: observe::ConnectOptions {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            tls: crate::scenario::target::ImapTls::Starttls,
-            tls_config: Some(tls),
-            timeout: observe::DEFAULT_COMMAND_TIMEOUT,
-        },
-        auth: observe::AuthMethod::Login,
-        mailboxes: s
-            .config()
-            .mailboxes
-            .iter()
-            .map(|m| {
-                let address = m.address.to_ascii_lowercase();
-                let source = match &m.password_env {
-                    Some(var) => observe::SecretSource::Env(var.clone()),
-                    None => observe::SecretSource::File(
-                        m.password_file
-                            .clone()
-                            .unwrap_or_else(|| sim_password_file(run_dir)),
-                    ),
-                };
-                observe::MailboxAccess {
-                    login: address.clone(),
-                    address,
-                    password: Some(source),
-                }
-            })
-            .collect(),
-    }))
+    let ca = s.ca_cert_pem().is_some().then_some(ca.as_path());
+    observe::sim::sim_imap_target(addr, ca, s.config()).map(Some)
 }
 
-/// The simulator's state directory inside a run directory.
-fn sim_dir(run_dir: &Path) -> PathBuf {
+/// The simulator's state directory inside a run directory (its Maildirs stay there, so
+/// `mailharness observe` can read them again).
+pub fn sim_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("sim")
 }
 
-/// Where a run keeps the simulator mailboxes' generated IMAP password (mode 0600).
-fn sim_password_file(run_dir: &Path) -> PathBuf {
-    sim_dir(run_dir).join("imap-password")
-}
+/// The name of the link to the newest run directory in the reports root.
+pub const LATEST: &str = "latest";
 
-/// Gives every simulated mailbox without its own credentials the run's generated password, held
-/// in a 0600 file: never on a command line, in a log or in a report.
-fn provision_sim_password(
-    tenant: &mut crate::sim::TenantConfig,
-    run_dir: &Path,
-) -> Result<(), RunError> {
-    let path = sim_password_file(run_dir);
-    create_dir(&sim_dir(run_dir))?;
-    write_secret(&path, &uuid::Uuid::new_v4().as_simple().to_string())?;
-    for m in &mut tenant.mailboxes {
-        if m.password_env.is_none() && m.password_file.is_none() {
-            m.password_file = Some(path.clone());
-        }
-    }
-    Ok(())
-}
-
-/// Writes a new file readable by its owner only (mode 0600); an existing file is an error.
-fn write_secret(path: &Path, secret: &str) -> Result<(), RunError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+/// Points `<reports_root>/latest` at `run_id`'s directory: a new link beside it, renamed over the
+/// old one, so a reader always finds a whole link.
+pub fn update_latest(reports_root: &Path, run_id: &str) -> std::io::Result<()> {
+    let link = reports_root.join(LATEST);
+    let tmp = reports_root.join(format!(".{LATEST}.{}", uuid::Uuid::new_v4().as_simple()));
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(|source| RunError::Create {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    f.write_all(secret.as_bytes())
-        .map_err(|source| RunError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    std::os::unix::fs::symlink(run_id, &tmp)?;
+    #[cfg(not(unix))]
+    std::fs::write(&tmp, run_id)?;
+    std::fs::rename(&tmp, &link).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 /// Creates a directory and its parents.

@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod diag;
+mod local;
 pub mod model;
 pub mod plan;
 pub mod target;
@@ -14,6 +15,7 @@ mod validate;
 use std::path::Path;
 
 pub use diag::{Diagnostic, Diagnostics, SourceFile};
+pub use local::{check_senders_here, is_local};
 pub use model::Scenario;
 pub use plan::Plan;
 pub use target::TargetFile;

@@ -253,15 +253,12 @@ impl<'a> State<'a> {
         info: Arc<BurstInfo>,
     ) -> Self {
         let burst = &info.burst;
-        let bar = progress.bar(&burst.id, u64::from(burst.count));
         let retry = burst.retry.clone();
         let lateness = Vec::with_capacity(burst.count.min(1_000_000) as usize);
         // A short lead so the first send is not late merely because workers were being spawned.
-        let sched = Schedule::new(
-            Instant::now() + Duration::from_millis(5),
-            burst.interval_secs,
-            burst.count,
-        );
+        let start = Instant::now() + Duration::from_millis(5);
+        let sched = Schedule::new(start, burst.interval_secs, burst.count);
+        let bar = progress.bar(&burst.id, u64::from(burst.count), ctx.clock.ms(start));
         State {
             ctx,
             sink,
@@ -513,7 +510,7 @@ impl<'a> State<'a> {
             self.connections.insert(rec.connection);
         }
         *self.by_outcome.entry(rec.outcome).or_default() += 1;
-        self.bar.record(rec.outcome, first);
+        self.bar.record(&rec, first);
         self.sink.write(rec).await
     }
 }

@@ -8,15 +8,17 @@
 //! Layout: `wire` (the byte stream and reply reader), `tls` (rustls on ring, verification
 //! recording), `message` (the message builder), `session` (one connection and its attempts),
 //! `schedule` (send times and lateness), `burst` (dispatcher and workers), `sink` (the JSONL writer),
-//! `progress` (terminal bars), `cli` (`mailharness send`).
+//! `progress` (terminal bars and finished-burst lines), `adhoc` (the one burst of `mailharness send`),
+//! `tap` (watching a dialogue as it happens).
 
+mod adhoc;
 mod burst;
-mod cli;
 mod message;
 mod progress;
 mod schedule;
 mod session;
 mod sink;
+mod tap;
 pub(crate) mod tls;
 mod wire;
 
@@ -27,13 +29,14 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+pub use adhoc::{new_send_run_id, send_burst, SendOptions, SendOutcome};
 pub use burst::{run_burst, BurstSummary};
-pub use cli::{run_cli, SendArgs};
 pub use message::{build_message, sanitize_header_text, MessageSpec, MessageText};
-pub use progress::Progress;
+pub use progress::{BurstCounts, Progress};
 pub use schedule::Schedule;
 pub use session::{send_one, send_one_until, OneShot};
 pub use sink::{AttemptSink, SinkSummary, ATTEMPTS_FILE};
+pub use tap::{TapEvent, TranscriptTap};
 pub use tls::TlsOptions;
 /// Cancellation for bursts: cancel it (e.g. on Ctrl-C) to stop scheduling new sends.
 pub use tokio_util::sync::CancellationToken as CancelToken;
@@ -148,6 +151,8 @@ pub struct SendContext {
     /// Whether the destination is the receiver's inbound MX (port 25), where a tenant's inbound
     /// connectors act; `false` for an arbitrary server.
     pub at_mx: bool,
+    /// Who watches every connection's dialogue as it happens (`mailharness send --transcript`).
+    pub tap: Option<Arc<dyn TranscriptTap>>,
     tls: Arc<tls::TlsSetup>,
     connections: Arc<AtomicU64>,
 }
@@ -171,6 +176,7 @@ impl SendContext {
             receiver: tls.server_name.clone(),
             assume_origin: None,
             at_mx: false,
+            tap: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             cancel_grace: DEFAULT_CANCEL_GRACE,

@@ -13,7 +13,7 @@ use tokio::net::TcpSocket;
 
 use super::message::{build_message, message_id, MessageSpec};
 use super::wire::{dot_stuff_into, Conn, ReadError};
-use super::SendContext;
+use super::{SendContext, TapEvent};
 use crate::record::{AttemptRecord, DecidingReply, Exchange, Stage, TlsInfo, RECORD_SCHEMA};
 use crate::reply::{classify, parse_reply_lines, Context, Reply};
 use crate::text::clip;
@@ -139,7 +139,7 @@ pub(crate) fn finish(
         enhanced: r.enhanced.map(|e| e.to_string()),
         text: r.text(),
     });
-    AttemptRecord {
+    let rec = AttemptRecord {
         schema: RECORD_SCHEMA,
         run_id: ctx.run_id.clone(),
         attempt_id: meta.attempt_id(),
@@ -171,6 +171,15 @@ pub(crate) fn finish(
         token: log.token,
         queue_id: log.queue_id,
         error,
+    };
+    tap(ctx, rec.connection, TapEvent::Finished(&rec));
+    rec
+}
+
+/// Tells the context's transcript tap, if any, about a step of connection `conn`.
+fn tap(ctx: &SendContext, conn: u64, ev: TapEvent<'_>) {
+    if let Some(t) = &ctx.tap {
+        t.event(conn, ev);
     }
 }
 
@@ -229,7 +238,7 @@ impl Session {
         let id = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
         log.connection = id;
         let t0 = Instant::now();
-        let tcp = match connect(ctx, source_ip, dest).await {
+        let tcp = match connect_tapped(ctx, id, source_ip, dest).await {
             Ok(s) => s,
             Err(e) => {
                 push(ctx, log, Stage::Connect, None, None, t0);
@@ -611,6 +620,25 @@ impl Session {
     }
 }
 
+/// [`connect`], telling the transcript tap before it starts and once it is open.
+async fn connect_tapped(
+    ctx: &SendContext,
+    id: u64,
+    source_ip: Ipv4Addr,
+    dest: SocketAddrV4,
+) -> Result<tokio::net::TcpStream, String> {
+    let ev = TapEvent::Connecting {
+        from: source_ip,
+        to: dest,
+    };
+    tap(ctx, id, ev);
+    let r = connect(ctx, source_ip, dest).await;
+    if r.is_ok() {
+        tap(ctx, id, TapEvent::Connected);
+    }
+    r
+}
+
 /// Opens the TCP connection from `source_ip` (IPv4 only) within the connect timeout.
 async fn connect(
     ctx: &SendContext,
@@ -659,6 +687,7 @@ async fn tls_handshake(
     match result {
         Ok(Ok(s)) => {
             let info = ctx.tls.info(&s);
+            tap(ctx, log.connection, TapEvent::TlsStarted(&info));
             Some((Stream::Tls(Box::new(s)), info))
         }
         Ok(Err(e)) => {
@@ -698,6 +727,9 @@ fn push(
         elapsed_ms: now.duration_since(sent_at).as_secs_f64() * 1000.0,
         at_ms: ctx.clock.ms(now),
     });
+    if let Some(ex) = log.transcript.last() {
+        tap(ctx, log.connection, TapEvent::Exchange(ex));
+    }
 }
 
 /// Whether an EHLO reply lists `ext` (first word of a line after the first, any case).

@@ -660,95 +660,52 @@ impl Drop for SimHandle {
     }
 }
 
-/// `mailharness sim`: run the simulated tenant standalone until Ctrl-C.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimArgs {
-    /// Tenant file (TOML; top-level fields or a `[simulator]` table). Defaults reproduce the mission's story.
-    #[arg(long, value_name = "TENANT.TOML")]
-    pub config: Option<PathBuf>,
-    /// Where Maildirs, trace.jsonl and the generated certificate go.
-    #[arg(long, value_name = "DIR", default_value = "sim-state")]
-    pub state_dir: PathBuf,
-    /// SMTP (STARTTLS) port; 0 = ephemeral. Overrides listen.smtp_port.
-    #[arg(long, value_name = "N")]
+/// Listener overrides for a standalone simulator (the flags of `mailharness sim`): each one that
+/// is set replaces the tenant file's `listen.*` value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenOverrides {
+    /// SMTP (STARTTLS) port; 0 = ephemeral.
     pub smtp_port: Option<u16>,
-    /// Implicit-TLS port; 0 = ephemeral. Overrides listen.smtps_port.
-    #[arg(long, value_name = "N")]
+    /// Implicit-TLS port; 0 = ephemeral.
     pub smtps_port: Option<u16>,
-    /// Admin API port; 0 = ephemeral. Overrides listen.admin_port.
-    #[arg(long, value_name = "N")]
+    /// Admin API port; 0 = ephemeral.
     pub admin_port: Option<u16>,
-    /// IMAP (STARTTLS) port; 0 = ephemeral. Overrides listen.imap_port.
-    #[arg(long, value_name = "N")]
+    /// IMAP (STARTTLS) port; 0 = ephemeral.
     pub imap_port: Option<u16>,
-    /// IMAP implicit-TLS port; 0 = ephemeral. Overrides listen.imaps_port.
-    #[arg(long, value_name = "N")]
+    /// IMAP implicit-TLS port; 0 = ephemeral.
     pub imaps_port: Option<u16>,
-    /// Loopback address to listen on. Overrides listen.address.
-    #[arg(long, value_name = "IP")]
-    pub listen: Option<std::net::Ipv4Addr>,
+    /// Loopback address to listen on.
+    pub address: Option<std::net::Ipv4Addr>,
 }
 
-/// Runs `mailharness sim`: prints the addresses, serves until Ctrl-C (or SIGTERM), then drains.
-pub async fn run_cli(args: SimArgs) -> Result<(), SimError> {
-    let mut cfg = match &args.config {
-        Some(p) => TenantConfig::load(p)?,
-        None => TenantConfig::default(),
-    };
-    if let Some(p) = args.smtp_port {
-        cfg.listen.smtp_port = p;
+impl ListenOverrides {
+    /// Writes the overrides that are set into `cfg.listen`.
+    pub fn apply(&self, cfg: &mut TenantConfig) {
+        let l = &mut cfg.listen;
+        let pairs = [
+            (self.smtp_port, &mut l.smtp_port),
+            (self.smtps_port, &mut l.smtps_port),
+            (self.admin_port, &mut l.admin_port),
+            (self.imap_port, &mut l.imap_port),
+            (self.imaps_port, &mut l.imaps_port),
+        ];
+        for (over, port) in pairs {
+            if let Some(p) = over {
+                *port = p;
+            }
+        }
+        if let Some(a) = self.address {
+            l.address = a;
+        }
     }
-    if let Some(p) = args.smtps_port {
-        cfg.listen.smtps_port = p;
+}
+
+impl SimHandle {
+    /// [`SimHandle::shutdown`], then the final counters: taken after the queue drained, so
+    /// `delivered` counts every message accepted before the stop.
+    pub async fn shutdown_with_stats(self) -> Result<StatsSnapshot, SimError> {
+        let stats = self.shared.stats.clone();
+        self.shutdown().await?;
+        Ok(stats.snapshot())
     }
-    if let Some(p) = args.admin_port {
-        cfg.listen.admin_port = p;
-    }
-    if let Some(p) = args.imap_port {
-        cfg.listen.imap_port = p;
-    }
-    if let Some(p) = args.imaps_port {
-        cfg.listen.imaps_port = p;
-    }
-    if let Some(a) = args.listen {
-        cfg.listen.address = a;
-    }
-    let sim = start(cfg, &args.state_dir).await?;
-    println!("simulated tenant `{}` ready", sim.config().tenant_name);
-    println!("  smtp (STARTTLS)  {}", sim.smtp_addr());
-    match sim.smtps_addr() {
-        Some(a) => println!("  smtps (implicit) {a}"),
-        None => println!("  smtps (implicit) disabled (tls.enabled = false)"),
-    }
-    match sim.imap_addr() {
-        Some(a) => println!("  imap (STARTTLS)  {a}"),
-        None => println!("  imap             disabled (imap.enabled = false)"),
-    }
-    if let Some(a) = sim.imaps_addr() {
-        println!("  imaps (implicit) {a}");
-    }
-    println!("  admin API        {}", sim.admin_url());
-    println!("  maildir root     {}", sim.maildir_root().display());
-    println!("  message trace    {}", sim.trace_path().display());
-    if sim.ca_cert_pem().is_some() && sim.config().tls.cert_pem.is_none() {
-        println!(
-            "  CA certificate   {}",
-            args.state_dir.join("tls").join("ca.pem").display()
-        );
-    }
-    println!(
-        "  mailboxes        {}",
-        sim.config().mailbox_addresses().join(", ")
-    );
-    println!("Ctrl-C to stop.");
-    crate::signal::stop_requested().await;
-    println!("stopping: delivering queued messages...");
-    let stats = sim.shared.stats.clone();
-    sim.shutdown().await?;
-    let s = stats.snapshot();
-    println!(
-        "stopped: {} sessions, {} accepted, {} delivered, {} failed",
-        s.sessions, s.accepted, s.delivered, s.delivery_failed
-    );
-    Ok(())
 }
