@@ -36,7 +36,9 @@ fn the_main_scenario_shows_throttling_before_and_none_after_for_both_ips() {
     // Without a terminal (stdout and stderr are pipes here) the log tells the same story as the
     // screen: one line per finished burst with both phases' numbers, the before→after table.
     for line in [
-        "burst before/primary/none/0: sent 12, accepted 5, throttled 7, tls-required 0, other 0, onset #5 at ",
+        // With two connections at once, which of messages #4 and #5 meets the empty bucket first
+        // varies: the onset index is not part of the story this line tells.
+        "burst before/primary/none/0: sent 12, accepted 5, throttled 7, tls-required 0, other 0, onset #",
         "burst before/secondary/starttls/1: sent 12, accepted 0, throttled 12, tls-required 0, other 0, onset #0 at ",
         "burst after/primary/starttls/0: sent 12, accepted 12, throttled 0, tls-required 0, other 0, onset none",
         "burst after/secondary/none/1: sent 6, accepted 0, throttled 0, tls-required 6, other 0, onset none",
